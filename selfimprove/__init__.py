@@ -1,0 +1,1 @@
+"""selfimprove: an iterative, Prefect-orchestrated self-improvement pipeline for language models."""

@@ -1,0 +1,141 @@
+"""`selfimprove` command line: demo, run, runs, show."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import secrets
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from selfimprove.env import apply_defaults
+
+apply_defaults()
+
+from models.loading import ModelPathError  # noqa: E402
+from selfimprove.config import ConfigError, load_config  # noqa: E402
+from tasks.data import DataError  # noqa: E402
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def new_run_id(project: str) -> str:
+    return f"{project}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def cmd_run(config_path: str | None, overrides: list[str], run_id: str | None, resume: str | None) -> int:
+    cfg = load_config(config_path, overrides)
+    from models.loading import resolve_model
+    from tasks.common import store_for
+
+    store = store_for(cfg)
+    if resume:
+        if store.run(resume) is None:
+            raise ConfigError(f"--resume {resume}: no such run in {store.path} (see `selfimprove runs`)")
+        run_id = resume
+    run_id = run_id or new_run_id(cfg.project)
+    try:
+        resolve_model(cfg.model.path, cfg.data_dir)  # fail fast, before any flow starts
+    except ModelPathError as exc:
+        raise ConfigError(str(exc)) from None
+    from flows.pipeline import selfimprove_run
+
+    print(f"run {run_id}: {cfg.iterations} iteration(s) of {cfg.method} on {cfg.model.path}", flush=True)
+    started = time.perf_counter()
+    selfimprove_run(config=cfg.to_dict(), run_id=run_id)
+    _print_report(store, cfg, run_id, time.perf_counter() - started)
+    return 0
+
+
+def _print_report(store, cfg, run_id: str, seconds: float) -> None:
+    from models.registry import experiment_name, registered_model_name, tracking_uri
+    from selfimprove.summary import iteration_table
+
+    row = store.run(run_id)
+    print(f"\nrun {run_id} finished in {seconds / 60:.1f} min\n")
+    print(iteration_table(store, run_id))
+    print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, pairs, "
+          "train_runs, evaluations, stage_ledger; views: iteration_summary, pair_lineage)")
+    print(f"MLflow:  {tracking_uri(cfg)}  experiment '{experiment_name(cfg)}', parent run {row['mlflow_run_id']}, "
+          f"registered model '{registered_model_name(cfg, run_id)}'  (mlflow ui --backend-store-uri {tracking_uri(cfg)})")
+    print(f"Prefect: flow run {row['prefect_flow_run_id']} ('selfimprove-run' / {run_id})")
+    print(f"Resume:  selfimprove run CONFIG --resume {run_id}")
+
+
+def cmd_runs(config_path: str | None, overrides: list[str]) -> int:
+    from tasks.common import store_for
+
+    cfg = load_config(config_path, overrides)
+    for r in store_for(cfg).runs():
+        print(f"{r['run_id']}  {r['method']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['seed_model']}")
+    return 0
+
+
+def cmd_show(config_path: str | None, overrides: list[str], run_id: str, show_config: bool) -> int:
+    from selfimprove.summary import iteration_table
+    from tasks.common import store_for
+
+    store = store_for(load_config(config_path, overrides))
+    row = store.run(run_id)
+    if row is None:
+        raise ConfigError(f"no run {run_id!r} in {store.path} (see `selfimprove runs`)")
+    done = store.query("SELECT iteration, stage FROM stage_ledger WHERE run_id = ? ORDER BY finished_at", [run_id])
+    print(f"run {run_id} ({row['method']}, seed {row['seed_model']}), {len(done)} stages done; "
+          f"last: {done[-1]['stage'] + ' of iteration ' + str(done[-1]['iteration']) if done else 'none'}\n")
+    print(iteration_table(store, run_id))
+    if show_config:
+        print(json.dumps(json.loads(row["config_json"]), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfimprove", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def common(p, config_required: bool):
+        if config_required:
+            p.add_argument("config", help="YAML config (see configs/)")
+        else:
+            p.add_argument("--config", default=None, help="YAML config whose data_dir/project to read")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set train.beta=0.2 (repeatable)")
+
+    demo = sub.add_parser("demo", help="Self-Rewarding on the embedded SmolLM2-135M-Instruct (about 15 min on 2 CPUs)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run = sub.add_parser("run", help="run (or resume) a configured pipeline")
+    common(run, True)
+    run.add_argument("--run-id", default=None, help="name the new run (default: <project>-<time>-<hex>)")
+    run.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a run that stopped")
+    runs = sub.add_parser("runs", help="list runs in the project's DuckDB file")
+    common(runs, False)
+    show = sub.add_parser("show", help="a run's iteration table and progress")
+    show.add_argument("run_id")
+    show.add_argument("--print-config", action="store_true")
+    common(show, False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("selfimprove").setLevel(logging.INFO)
+    try:
+        if args.verb == "demo":
+            return cmd_run(str(DEMO_CONFIG), args.overrides, None, None)
+        if args.verb == "run":
+            return cmd_run(args.config, args.overrides, args.run_id, args.resume)
+        if args.verb == "runs":
+            return cmd_runs(args.config, args.overrides)
+        return cmd_show(args.config, args.overrides, args.run_id, args.print_config)
+    except ConfigError as exc:
+        print(f"selfimprove: config error: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, ModelPathError) as exc:
+        print(f"selfimprove: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

