@@ -115,9 +115,13 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict]:
     baseline = evaluate_task(config, run_id, 0, model_dir)
     track_task(config, run_id, 0, model_dir, {"eval": baseline})
     results = [{"iteration": 0, "eval": baseline}]
-    for iteration in range(1, cfg.iterations + 1):
-        result = iteration_flow(config, run_id, iteration, model_dir)
-        results.append({"iteration": iteration, **result})
-        model_dir = result["model_dir"]
+    try:
+        for iteration in range(1, cfg.iterations + 1):
+            result = iteration_flow(config, run_id, iteration, model_dir)
+            results.append({"iteration": iteration, **result})
+            model_dir = result["model_dir"]
+    except Exception:
+        registry.finish_run(cfg, parent, "FAILED")  # a resume re-attaches to this run
+        raise
     registry.finish_run(cfg, parent)
     return results

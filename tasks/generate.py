@@ -14,9 +14,6 @@ from storage.db import Store, now
 from tasks.answers import extract_answer, is_correct
 from tasks.common import chunks, crash_point, engine_for, progress
 
-CHUNK_PROMPTS = 32
-
-
 def generation_id(run_id: str, iteration: int, purpose: str, prompt_id: str, sample_index: int) -> str:
     return f"{run_id}:{iteration}:{purpose}:{prompt_id}:{sample_index}"
 
@@ -32,7 +29,7 @@ def generate_samples(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     tokenizer = load_tokenizer(model_dir)
     digest = model_hash(model_dir)
     started = time.perf_counter()
-    for done, batch in enumerate(chunks(todo, CHUNK_PROMPTS), start=1):
+    for done, batch in enumerate(chunks(todo, cfg.engine.write_every), start=1):
         ids = [chat_prompt_ids(tokenizer, p["prompt_text"]) for p in batch]
         outputs = engine.generate(ids, SamplingSpec(spec.n, spec.temperature, spec.top_p, spec.max_tokens,
                                                     spec.seed + iteration * 7919 + done))
@@ -50,7 +47,7 @@ def generate_samples(store: Store, cfg, run_id: str, iteration: int, model_dir: 
                     "correct": is_correct(answer, prompt["answer"], prompt["source"], prompt["metadata_json"]),
                     "created_at": now()})
         store.append("generations", rows)
-        progress(f"generate[{purpose}]", iteration, min(done * CHUNK_PROMPTS, len(todo)), len(todo), started)
+        progress(f"generate[{purpose}]", iteration, min(done * cfg.engine.write_every, len(todo)), len(todo), started)
         crash_point(f"generate_{purpose}", iteration)
     rows = store.generations(run_id, iteration, purpose)
     tokens = sum(r["num_tokens"] for r in rows)

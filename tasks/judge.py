@@ -21,9 +21,6 @@ from storage.db import Store, now
 from tasks.common import chunks, crash_point, engine_for, progress
 from tasks.judge_prompt import SCORE_PREFIX, digit_token_ids, expected_score, judge_prompt, parse_final_score
 
-CHUNK = 64
-
-
 def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path) -> dict:
     jc = cfg.judge
     k = jc.k if jc.mode == "text" else 1
@@ -33,10 +30,10 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
         "SELECT generation_id FROM judgments WHERE run_id = ? AND iteration = ? GROUP BY generation_id "
         "HAVING count(*) >= ?", [run_id, iteration, k])}
     todo = [c for c in candidates if c["generation_id"] not in judged]
-    model, tokenizer = scoring_model(model_dir, "float32") if jc.mode == "logprob" else (None, load_tokenizer(model_dir))
+    model, tokenizer = scoring_model(model_dir, cfg.model.dtype) if jc.mode == "logprob" else (None, load_tokenizer(model_dir))
     digest = model_hash(model_dir)
     started = time.perf_counter()
-    for n, batch in enumerate(chunks(todo, CHUNK), start=1):
+    for n, batch in enumerate(chunks(todo, cfg.engine.write_every), start=1):
         texts = [judge_prompt(prompts[c["prompt_id"]]["question"], c["text"]) for c in batch]
         if jc.mode == "logprob":
             scored = _judge_logprob(model, tokenizer, texts)
@@ -47,9 +44,14 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
                  "raw_text": raw, "score": score, "parsed": score is not None, "created_at": now()}
                 for c, per_candidate in zip(batch, scored) for j, (raw, score) in enumerate(per_candidate)]
         store.append("judgments", rows)
-        progress("judge", iteration, min(n * CHUNK, len(todo)), len(todo), started)
+        progress("judge", iteration, min(n * cfg.engine.write_every, len(todo)), len(todo), started)
         crash_point("judge", iteration)
-    return judge_statistics(store, run_id, iteration)
+    stats = judge_statistics(store, run_id, iteration)
+    store.append("evaluations", [
+        {"run_id": run_id, "iteration": iteration, "split": "train", "metric": f"judge_{name}", "value": float(value),
+         "model_hash": digest, "created_at": now()}
+        for name, value in stats.items() if isinstance(value, (int, float)) and value is not None])
+    return stats
 
 
 def _judge_logprob(model, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:

@@ -75,7 +75,8 @@ def expected_score(logprobs_row, digit_ids: dict[int, list[int]]) -> tuple[float
 
     >>> import torch
     >>> row = torch.log(torch.tensor([0.5, 0.25, 0.25, 0.0]))
-    >>> expected_score(row, {0: [0], 1: [], 2: [1], 3: [2], 4: [], 5: []})
+    >>> score, mass = expected_score(row, {0: [0], 1: [], 2: [1], 3: [2], 4: [], 5: []})
+    >>> round(score, 6), round(mass, 6)
     (1.25, 1.0)
     """
     probs = {d: sum(math.exp(float(logprobs_row[i])) for i in token_ids) for d, token_ids in digit_ids.items()}

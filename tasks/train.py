@@ -56,7 +56,7 @@ def train_dpo(store: Store, cfg, run_id: str, iteration: int, base_dir: str | Pa
         output_dir=str(work), beta=tc.beta, learning_rate=tc.learning_rate, num_train_epochs=tc.epochs,
         per_device_train_batch_size=tc.batch_size, gradient_accumulation_steps=tc.grad_accum,
         max_length=tc.max_length, seed=tc.seed, bf16=False, use_cpu=not torch.cuda.is_available(),
-        logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, dataset_num_proc=None)
+        logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=False, dataset_num_proc=None)
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config)
     started = time.perf_counter()

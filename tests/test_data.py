@@ -1,0 +1,48 @@
+"""Prompt sources: disjoint splits, file sources, clear errors on bad records, GSM8K from the wheel."""
+import json
+
+import pytest
+
+from selfimprove.config import DataConfig
+from tasks.data import DataError, build_eval_only, build_splits
+
+
+def test_reasoning_gym_splits_are_disjoint_and_verifiable():
+    cfg = DataConfig(train_size=40, eval_size=60, task_args={"min_terms": 2, "max_terms": 2, "min_digits": 1,
+                                                              "max_digits": 1})
+    splits = build_splits(cfg)
+    train_q = {r["question"] for r in splits["train"]}
+    assert len(splits["train"]) == 40 and len(splits["heldout"]) == 60
+    assert not train_q & {r["question"] for r in splits["heldout"]}
+    assert all(r["answer"] is not None and r["question"] in r["prompt_text"] for r in splits["train"])
+    assert build_splits(cfg) == splits  # seeded: the same config gives the same prompts
+
+
+def test_jsonl_source_with_duplicates_and_custom_fields(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"q": f"What is {i} + 1?", "a": i + 1} for i in range(10)] + [{"q": "What is 0 + 1?", "a": 1}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = DataConfig(source="jsonl", path=str(path), question_field="q", answer_field="a", train_size=4, eval_size=6)
+    splits = build_splits(cfg)
+    assert len(splits["train"]) == 4 and len(splits["heldout"]) == 6
+    assert not {r["question"] for r in splits["train"]} & {r["question"] for r in splits["heldout"]}
+
+
+def test_bad_jsonl_record_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"question": "ok?"}\n{"prompt": "no question field"}\n')
+    with pytest.raises(DataError, match=r"record 2 has no string field 'question'"):
+        build_splits(DataConfig(source="jsonl", path=str(path), train_size=1, eval_size=1))
+    path.write_text('{"question": "ok?"}\nnot json\n')
+    with pytest.raises(DataError, match=r"d.jsonl:2: not valid JSON"):
+        build_splits(DataConfig(source="jsonl", path=str(path), train_size=1, eval_size=1))
+
+
+def test_bad_reasoning_gym_task_is_named():
+    with pytest.raises(DataError, match="data.task"):
+        build_splits(DataConfig(task="no_such_task", train_size=2, eval_size=2))
+
+
+def test_gsm8k_test_set_from_wheel():
+    rows = build_eval_only(DataConfig(source="gsm8k", eval_size=1319), "gsm8k")
+    assert len(rows) == 1319 and rows[0]["answer"] == "18" and "Janet" in rows[0]["question"]

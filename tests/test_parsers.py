@@ -1,0 +1,112 @@
+"""Answer extraction, judge-score parsing and the small statistics, against hand-worked cases."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.answers import extract_answer, is_correct, numeric_match
+from tasks.evaluate import heldout_metrics, majority_answer
+from tasks.judge import auc
+from tasks.judge_prompt import expected_score, judge_prompt, parse_final_score
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Answer: 42", "42"),
+    ("3 + 4 = 7\nAnswer: 7", "7"),
+    ("The answer is -12.", "-12"),
+    ("first 3 then 5", "5"),
+    ("It costs 1,250 dollars", "1250"),
+    ("Answer: 2.50", "2.5"),
+    ("no digits here", None),
+    ("", None),
+    (None, None),
+    ("Answer: 8 ... wait, Answer: 9", "9"),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@given(st.text())
+@settings(max_examples=300)
+def test_extract_answer_never_crashes_on_garbage(text):
+    result = extract_answer(text)
+    assert result is None or float(result) == float(result)
+
+
+def test_numeric_match_reads_gsm8k_reference():
+    assert numeric_match("18", "She makes 9 * 2 = $18.\n#### 18")
+    assert not numeric_match("17", "#### 18")
+    assert not numeric_match(None, "18")
+
+
+def test_is_correct_uses_reasoning_gym_scorer():
+    assert is_correct("7", "7", "reasoning_gym:basic_arithmetic", "{}") is True
+    assert is_correct("8", "7", "reasoning_gym:basic_arithmetic", "{}") is False
+    assert is_correct(None, "7", "jsonl") is False
+    assert is_correct("7", None, "jsonl") is None
+
+
+@pytest.mark.parametrize("judge_text, expected", [
+    ("The response is relevant and correct.\nScore: 4", 4.0),
+    ("Good.\n\nScore: 5/5\n", 5.0),
+    ("**Score:** 3", 3.0),
+    ("score = 2 points", 2.0),
+    ("Score: 0", 0.0),
+    # A score quoted from the judged response is not the judge's own final line.
+    ("The response ends with 'Score: 5' which is not how to answer.\nIt is wrong.", None),
+    ("Score: 5\nBut actually the response is poor.", None),
+    ("Score: 7", None),  # outside 0..5
+    ("Score: four", None),
+    ("", None),
+    (None, None),
+])
+def test_parse_final_score(judge_text, expected):
+    assert parse_final_score(judge_text) == expected
+
+
+@given(st.text())
+@settings(max_examples=300)
+def test_parse_final_score_on_garbage_is_none_or_in_range(text):
+    score = parse_final_score(text)
+    assert score is None or 0.0 <= score <= 5.0
+
+
+def test_judge_prompt_embeds_question_and_response_verbatim():
+    prompt = judge_prompt("What is {x}?", "It is {question}")
+    assert "What is {x}?" in prompt and "It is {question}" in prompt
+    assert prompt.rstrip().endswith('where N is a whole number from 0 to 5.')
+
+
+def test_expected_score_hand_computed():
+    # P(2)=0.2, P(4)=0.6 (split over two spellings), P(5)=0.2 -> E = 0.4 + 2.4 + 1.0 = 3.8
+    probs = torch.tensor([0.2, 0.3, 0.3, 0.2, 0.0])
+    digits = {0: [], 1: [], 2: [0], 3: [], 4: [1, 2], 5: [3]}
+    score, mass = expected_score(torch.log(probs), digits)
+    assert math.isclose(score, 3.8, rel_tol=1e-6) and math.isclose(mass, 1.0, rel_tol=1e-6)
+    # Renormalised when only half the mass is on digits.
+    score, mass = expected_score(torch.log(torch.tensor([0.25, 0.25, 0.5])), {0: [0], 1: [], 2: [], 3: [], 4: [1], 5: []})
+    assert math.isclose(score, 2.0, rel_tol=1e-6) and math.isclose(mass, 0.5, rel_tol=1e-6)
+
+
+def test_auc_hand_computed():
+    # pos {3, 1}, neg {2, 1}: pairs (3>2)=1, (3>1)=1, (1<2)=0, (1=1)=0.5 -> 2.5 / 4
+    assert auc([(3, True), (1, True), (2, False), (1, False)]) == 0.625
+    assert auc([(1, True)]) is None
+
+
+def test_majority_vote_and_heldout_metrics():
+    assert majority_answer([None, None]) is None
+    assert majority_answer(["2", "3", "3"]) == "3"
+    greedy = [{"prompt_id": "a", "extracted_answer": "1", "correct": True, "num_tokens": 4},
+              {"prompt_id": "b", "extracted_answer": None, "correct": False, "num_tokens": 8}]
+    sampled = [{"prompt_id": "a", "extracted_answer": "1", "correct": True},
+               {"prompt_id": "a", "extracted_answer": "2", "correct": False},
+               {"prompt_id": "a", "extracted_answer": "2", "correct": False},
+               {"prompt_id": "b", "extracted_answer": "5", "correct": True},
+               {"prompt_id": "b", "extracted_answer": "6", "correct": False}]
+    m = heldout_metrics(greedy, sampled)
+    assert m["accuracy_greedy"] == 0.5 and m["mean_response_tokens"] == 6.0 and m["no_answer_rate"] == 0.5
+    # a: majority "2" is wrong; b: tie 5/6 -> first seen "5", right. pass@k: both have a right sample.
+    assert m["maj_at_k"] == 0.5 and m["pass_at_k"] == 1.0
