@@ -20,12 +20,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(config_path, *args, crash_at=None, home=None):
+    """Run the CLI in its own process group. Output goes to a file, not a pipe: the temporary
+    Prefect server the CLI starts outlives a SIGKILLed parent and would hold a pipe open."""
     env = {**os.environ, "PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT)}
     env.pop("PREFECT_API_URL", None)
     if crash_at:
         env["SELFIMPROVE_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "selfimprove.cli", "run", str(config_path), *args],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    log = Path(home).parent / f"cli-{len(list(Path(home).parent.glob('cli-*.log')))}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "selfimprove.cli", "run", str(config_path), *args],
+                                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=600)
+        finally:
+            try:  # reap whatever the killed process left behind (its Prefect server)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    text = log.read_text()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, text)
 
 
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_model_dir):
