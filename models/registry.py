@@ -27,7 +27,7 @@ def _client(cfg):
 
 
 def experiment_name(cfg) -> str:
-    return cfg.mlflow.experiment or f"{cfg.project}-{cfg.method}"
+    return cfg.mlflow.experiment or f"{cfg.project}-{cfg.method.name}"
 
 
 def registered_model_name(cfg, run_id: str) -> str:

@@ -42,7 +42,7 @@ def cmd_run(config_path: str | None, overrides: list[str], run_id: str | None, r
         raise ConfigError(str(exc)) from None
     from flows.pipeline import selfimprove_run
 
-    print(f"run {run_id}: {cfg.iterations} iteration(s) of {cfg.method} on {cfg.model.path}", flush=True)
+    print(f"run {run_id}: {cfg.iterations} iteration(s) of {cfg.method.name} ({cfg.train.algorithm}) on {cfg.model.path}", flush=True)
     started = time.perf_counter()
     selfimprove_run(config=cfg.to_dict(), run_id=run_id)
     _print_report(store, cfg, run_id, time.perf_counter() - started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,34 @@ class JudgeConfig:
 
 
 @dataclass
+class MethodConfig:
+    name: str = "self_rewarding"  # self_rewarding | temporal | bstar
+    # temporal: the look-ahead model M_f is trained from M_i on the anchored pairs for this many
+    # epochs, then samples generate.n candidates per prompt to improve the chosen side.
+    lookahead_epochs: float = 1.0
+    # bstar: temperatures to probe, reward thresholds (None: quantiles of the observed rewards),
+    # how many training prompts and samples per prompt the probe uses, and n* of the balance score.
+    temperatures: list = field(default_factory=lambda: [0.4, 0.7, 1.0])
+    thresholds: list | None = None
+    probe_prompts: int = 16
+    probe_samples: int = 8
+    n_star: int = 4
+
+
+@dataclass
+class SignalConfig:
+    name: str = "judge"  # judge | verifiable | majority_vote | self_certainty | entropy | borda
+    weight: float = 1.0
+
+
+@dataclass
+class RewardConfig:
+    # The self-reward that ranks candidates: a weighted sum of named signals, each stored per
+    # generation in the `rewards` table.
+    signals: list[SignalConfig] = field(default_factory=lambda: [SignalConfig("judge", 1.0)])
+
+
+@dataclass
 class PairsConfig:
     min_margin: float = 0.1  # drop a prompt when best - worst mean score is below this
 
@@ -90,8 +119,8 @@ class LoraConfig:
 
 @dataclass
 class TrainConfig:
-    algorithm: str = "dpo"
-    beta: float = 0.1
+    algorithm: str = "dpo"  # dpo (pairs) | sft (selected samples) | grpo (online, reward signals)
+    beta: float = 0.1  # DPO beta; GRPO KL coefficient (0 = no reference model)
     learning_rate: float = 5e-6
     epochs: float = 1.0
     batch_size: int = 8
@@ -119,7 +148,7 @@ class MlflowConfig:
 class Config:
     project: str = "selfimprove"
     data_dir: str = "data"  # DuckDB file, MLflow store, model dirs, caches
-    method: str = "self_rewarding"
+    method: MethodConfig = field(default_factory=MethodConfig)
     iterations: int = 2
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -128,6 +157,7 @@ class Config:
     eval_data: DataConfig | None = None  # extra evaluation source (e.g. gsm8k); None = held-out split only
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -141,12 +171,13 @@ class Config:
 
 
 CHOICES = {
-    "method": {"self_rewarding"},
+    "method.name": {"self_rewarding", "temporal", "bstar"},
     "engine.name": {"auto", "vllm", "transformers"},
     "data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
     "eval_data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
     "judge.mode": {"text", "logprob"},
-    "train.algorithm": {"dpo"},
+    "train.algorithm": {"dpo", "sft", "grpo"},
+    "reward.signals[].name": {"judge", "verifiable", "majority_vote", "self_certainty", "entropy", "borda"},
     "model.dtype": {"bfloat16", "float16", "float32"},
 }
 
@@ -163,6 +194,13 @@ def _coerce(value, tp, where: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp,) = typing.get_args(tp) or (None,)
+        if item_tp is None:
+            return value
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     expected = origin or tp
@@ -186,8 +224,9 @@ def _build(cls, data: dict, prefix: str = ""):
     for name, value in data.items():
         where = f"{prefix}.{name}" if prefix else name
         kwargs[name] = _coerce(value, hints[name], where)
-        if where in CHOICES and kwargs[name] not in CHOICES[where]:
-            raise ConfigError(f"{where}: {value!r} is not one of {sorted(CHOICES[where])}")
+        choice_key = re.sub(r"\[\d+\]", "[]", where)
+        if choice_key in CHOICES and kwargs[name] not in CHOICES[choice_key]:
+            raise ConfigError(f"{where}: {value!r} is not one of {sorted(CHOICES[choice_key])}")
     return cls(**kwargs)
 
 
@@ -230,6 +269,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raise ConfigError(f"--set {item!r}: expected key.sub=value")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    if isinstance(tree.get("method"), str):  # `method: temporal` is short for `method: {name: temporal}`
+        tree["method"] = {"name": tree["method"]}
     try:
         config = _build(Config, tree)
     except ConfigError as exc:
@@ -246,7 +287,18 @@ def _check_values(config: Config) -> None:
         if value < 1:
             raise ConfigError(f"{where}: must be >= 1, got {value}")
     if config.generate.n < 2:
-        raise ConfigError("generate.n: Self-Rewarding needs >= 2 candidates per prompt to form pairs")
+        raise ConfigError("generate.n: needs >= 2 candidates per prompt (pairs, groups and votes compare them)")
+    if not config.reward.signals:
+        raise ConfigError("reward.signals: name at least one signal")
+    if config.method.name == "temporal" and config.train.algorithm != "dpo":
+        raise ConfigError("train.algorithm: temporal builds preference pairs, so it trains with dpo")
+    if config.method.name == "bstar" and config.train.algorithm == "grpo":
+        raise ConfigError("train.algorithm: bstar selects samples offline; use sft (as the paper) or dpo")
+    if config.train.algorithm == "grpo" and config.judge.mode == "text" and \
+            any(s.name == "judge" for s in config.reward.signals):
+        raise ConfigError("judge.mode: GRPO scores groups inside the trainer with the logprob judge; set judge.mode: logprob")
+    if config.method.name == "bstar" and not config.method.temperatures:
+        raise ConfigError("method.temperatures: bstar needs at least one temperature to probe")
     for where, data in (("data", config.data), ("eval_data", config.eval_data)):
         if data and data.source in {"jsonl", "parquet", "hf_disk"}:
             if not data.path:

@@ -8,7 +8,7 @@ from storage.db import Store
 COLUMNS = [("iter", "iteration"), ("acc", "accuracy_greedy"), ("maj@k", "maj_at_k"), ("pass@k", "pass_at_k"),
            ("len", "mean_response_tokens"), ("judge_mean", "judge_score_mean"), ("judge_auc", "judge_auc"),
            ("unparsed", "judge_parse_failure_rate"), ("pairs", "pairs"), ("loss", "train_loss")]
-STAGES = ["generate", "judge", "build", "train", "evaluate", "track"]
+STAGES = ["probe", "generate", "judge", "score", "build", "train", "evaluate", "track"]
 
 
 def iteration_rows(store: Store, run_id: str) -> list[dict]:
@@ -41,8 +41,9 @@ def _fmt(value) -> str:
 def iteration_table(store: Store, run_id: str) -> str:
     rows = iteration_rows(store, run_id)
     extra = sorted({k for r in rows for k in r if "/" in k and k.endswith("accuracy_greedy")})
-    headers = [h for h, _ in COLUMNS] + [k.replace("/accuracy_greedy", "_acc") for k in extra] + [f"t_{s}" for s in STAGES]
-    keys = [k for _, k in COLUMNS] + extra + [f"s_{s}" for s in STAGES]
+    stages = [s for s in STAGES if any(f"s_{s}" in r for r in rows)]
+    headers = [h for h, _ in COLUMNS] + [k.replace("/accuracy_greedy", "_acc") for k in extra] + [f"t_{s}" for s in stages]
+    keys = [k for _, k in COLUMNS] + extra + [f"s_{s}" for s in stages]
     body = [[_fmt(r.get(k)) for k in keys] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]

@@ -22,6 +22,16 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _add_missing_columns(con, table: str, columns_sql: str) -> None:
+    """Older project files gain the columns added to the schema since (append-only migration)."""
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+    for part in columns_sql.split(","):
+        words = part.split()
+        if len(words) >= 2 and words[0].isidentifier() and words[0].upper() != "PRIMARY" and words[0] not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {words[0]} {words[1]}")
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -29,6 +39,7 @@ class Store:
         with self.connect() as con:
             for name, columns in TABLES.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+                _add_missing_columns(con, name, columns)
             for name, query in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
 

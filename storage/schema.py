@@ -28,7 +28,21 @@ TABLES = {
     "pairs": """
         pair_id VARCHAR PRIMARY KEY, run_id VARCHAR, iteration INTEGER, prompt_id VARCHAR,
         chosen_generation_id VARCHAR, rejected_generation_id VARCHAR, chosen_score DOUBLE,
-        rejected_score DOUBLE, margin DOUBLE, created_at TIMESTAMP""",
+        rejected_score DOUBLE, margin DOUBLE, created_at TIMESTAMP,
+        chosen_source VARCHAR, rejected_source VARCHAR""",
+    # One value per (generation, signal); signal "reward" is the configured weighted combination.
+    "rewards": """
+        run_id VARCHAR, iteration INTEGER, generation_id VARCHAR, signal VARCHAR, value DOUBLE,
+        created_at TIMESTAMP, PRIMARY KEY (generation_id, signal)""",
+    # Samples selected for supervised fine-tuning (B-STaR), by generation id.
+    "sft_examples": """
+        run_id VARCHAR, iteration INTEGER, generation_id VARCHAR, prompt_id VARCHAR, reward DOUBLE,
+        created_at TIMESTAMP, PRIMARY KEY (run_id, iteration, generation_id)""",
+    # B-STaR's per-iteration grid: every (temperature, threshold) tried and the one chosen.
+    "bstar_grid": """
+        run_id VARCHAR, iteration INTEGER, temperature DOUBLE, threshold DOUBLE, balance DOUBLE,
+        selected_per_query DOUBLE, precision DOUBLE, chosen BOOLEAN,
+        PRIMARY KEY (run_id, iteration, temperature, threshold)""",
     "pair_drops": """
         run_id VARCHAR, iteration INTEGER, prompt_id VARCHAR, reason VARCHAR,
         PRIMARY KEY (run_id, iteration, prompt_id)""",

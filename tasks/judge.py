@@ -21,11 +21,13 @@ from storage.db import Store, now
 from tasks.common import chunks, crash_point, engine_for, progress
 from tasks.judge_prompt import SCORE_PREFIX, digit_token_ids, expected_score, judge_prompt, parse_final_score
 
-def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path) -> dict:
+def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path,
+                     purposes: tuple[str, ...] = ("train",)) -> dict:
+    """Judge every candidate of `purposes` in this iteration with the model in model_dir."""
     jc = cfg.judge
     k = jc.k if jc.mode == "text" else 1
     prompts = {p["prompt_id"]: p for p in store.prompts(run_id, "train")}
-    candidates = store.generations(run_id, iteration, "train")
+    candidates = [c for purpose in purposes for c in store.generations(run_id, iteration, purpose)]
     judged = {r["generation_id"] for r in store.query(
         "SELECT generation_id FROM judgments WHERE run_id = ? AND iteration = ? GROUP BY generation_id "
         "HAVING count(*) >= ?", [run_id, iteration, k])}
@@ -36,7 +38,7 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     for n, batch in enumerate(chunks(todo, cfg.engine.write_every), start=1):
         texts = [judge_prompt(prompts[c["prompt_id"]]["question"], c["text"]) for c in batch]
         if jc.mode == "logprob":
-            scored = _judge_logprob(model, tokenizer, texts)
+            scored = judge_logprob(model, tokenizer, texts)
         else:
             scored = _judge_text(cfg, model_dir, tokenizer, texts, k, iteration * 104729 + n)
         rows = [{"judgment_id": f"{c['generation_id']}:j{j}", "run_id": run_id, "iteration": iteration,
@@ -54,7 +56,7 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     return stats
 
 
-def _judge_logprob(model, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:
+def judge_logprob(model, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:
     ids = [chat_prompt_ids(tokenizer, t, assistant_prefix=SCORE_PREFIX) for t in texts]
     digits = digit_token_ids(tokenizer)
     rows = next_token_logprobs(model, ids, tokenizer.pad_token_id)

@@ -32,7 +32,7 @@ def prepare_run(store: Store, cfg: Config, run_id: str) -> dict:
         check_resume_config(existing["config_json"], cfg, run_id)
     seed_dir = resolve_model(cfg.model.path, cfg.data_dir)
     if existing is None:
-        store.append("runs", [{"run_id": run_id, "project": cfg.project, "method": cfg.method, "created_at": now(),
+        store.append("runs", [{"run_id": run_id, "project": cfg.project, "method": cfg.method.name, "created_at": now(),
                                "config_json": json.dumps(cfg.to_dict()), "config_hash": cfg.fingerprint(),
                                "seed_model": str(seed_dir)}])
     if not store.prompts(run_id, "train"):

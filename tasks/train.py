@@ -1,8 +1,9 @@
-"""Stage 4: train the next model on this iteration's pairs with TRL's DPOTrainer.
+"""Stage: train the next model with TRL: DPO on pairs, SFT on selected samples, or GRPO online.
 
-The reference model is the current model (TRL copies it when ref_model=None; with LoRA the
+DPO's reference model is the current model (TRL copies it when ref_model=None; with LoRA the
 adapter-disabled base serves as reference). LoRA adapters are merged before saving, so every
-iteration's model is a plain safetensors directory that vLLM can load in place.
+iteration's model is a plain safetensors directory that vLLM can load in place. Training runs
+in float32 on CPU (bf16=False): small DPO updates vanish when rounded to bf16 weights.
 """
 from __future__ import annotations
 
@@ -16,95 +17,112 @@ from storage.db import Store, now
 from tasks.common import log
 
 
-def dpo_dataset(store: Store, run_id: str, iteration: int):
-    from datasets import Dataset
-
-    rows = store.pairs(run_id, iteration)
-    return Dataset.from_list([{
-        "prompt": [{"role": "user", "content": r["prompt_text"]}],
-        "chosen": [{"role": "assistant", "content": r["chosen_text"]}],
-        "rejected": [{"role": "assistant", "content": r["rejected_text"]}],
-    } for r in rows])
-
-
-def train_dpo(store: Store, cfg, run_id: str, iteration: int, base_dir: str | Path, out_dir: str | Path) -> dict:
+def _common_args(cfg, out_dir: Path, epochs: float | None) -> dict:
     import torch
-    from trl import DPOConfig, DPOTrainer
 
     tc = cfg.train
-    out_dir = Path(out_dir)
-    dataset = dpo_dataset(store, run_id, iteration)
-    base_hash = model_hash(base_dir)
-    if len(dataset) == 0:
-        # Nothing to learn from: the next model is the current one, recorded as such.
-        log.warning("iteration %d: no pairs, the model is carried over unchanged", iteration)
-        _copy_model(base_dir, out_dir)
-        return _record(store, cfg, run_id, iteration, base_dir, out_dir, 0, 0, None, 0.0, 0.0)
+    return dict(output_dir=str(out_dir.with_name(out_dir.name + ".trainer")), learning_rate=tc.learning_rate,
+                num_train_epochs=tc.epochs if epochs is None else epochs, per_device_train_batch_size=tc.batch_size,
+                gradient_accumulation_steps=tc.grad_accum, seed=tc.seed, bf16=False,
+                use_cpu=not torch.cuda.is_available(), logging_steps=1, save_strategy="no", report_to=[],
+                disable_tqdm=False, dataset_num_proc=None)
 
-    torch.manual_seed(tc.seed)
+
+def _peft_config(cfg):
+    if not cfg.train.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    lc = cfg.train.lora
+    return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+
+
+def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **extra) -> dict:
+    """Train `trainer_cls` from base_dir on dataset, merge LoRA, save atomically to out_dir."""
+    import torch
+
+    torch.manual_seed(cfg.train.seed)
     tokenizer = load_tokenizer(base_dir)
     model = load_model(base_dir, "float32", cfg.model.trust_remote_code)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    peft_config = None
-    if tc.lora.enabled:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
-    work = out_dir.with_name(out_dir.name + ".trainer")
-    args = DPOConfig(
-        output_dir=str(work), beta=tc.beta, learning_rate=tc.learning_rate, num_train_epochs=tc.epochs,
-        per_device_train_batch_size=tc.batch_size, gradient_accumulation_steps=tc.grad_accum,
-        max_length=tc.max_length, seed=tc.seed, bf16=False, use_cpu=not torch.cuda.is_available(),
-        logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=False, dataset_num_proc=None)
-    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
+    peft_config = _peft_config(cfg)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config, **extra)
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
     trained = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
-    changed = _changed_fraction(before, trained)
+    after = dict(trained.named_parameters())
+    changed = sum(1 for n in before if n in after and not before[n].equal(after[n].detach())) / max(len(before), 1)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     trained.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)  # a crash while saving never leaves a half model at out_dir
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(args.output_dir, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    summary = _record(store, cfg, run_id, iteration, base_dir, out_dir, len(dataset), result.global_step,
-                      result.training_loss, seconds, changed)
-    summary.update(first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-                   base_model_hash=base_hash,
-                   reward_accuracy=_last(trainer.state.log_history, "rewards/accuracies"))
-    return summary
+    return {"examples": len(dataset), "steps": result.global_step, "loss": result.training_loss,
+            "seconds": seconds, "params_changed_fraction": changed,
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
 
 
-def _changed_fraction(before: dict, model) -> float:
-    """Share of the base model's parameter tensors that differ after training."""
-    after = dict(model.named_parameters())
-    compared = [n for n in before if n in after]
-    changed = sum(1 for n in compared if not before[n].equal(after[n].detach()))
-    return changed / max(len(compared), 1)
+def run_dpo(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict:
+    """DPO from base_dir on [{"prompt_text", "chosen_text", "rejected_text"}] into out_dir."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": e["prompt_text"]}],
+                                  "chosen": [{"role": "assistant", "content": e["chosen_text"]}],
+                                  "rejected": [{"role": "assistant", "content": e["rejected_text"]}]}
+                                 for e in examples])
+    args = DPOConfig(beta=cfg.train.beta, max_length=cfg.train.max_length, **_common_args(cfg, Path(out_dir), epochs))
+    return fit_and_save(DPOTrainer, args, cfg, base_dir, Path(out_dir), dataset, ref_model=None)
 
 
-def _last(history: list[dict], key: str):
-    values = [h[key] for h in history if key in h]
-    return values[-1] if values else None
+def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict:
+    """SFT (loss on the completion only) from base_dir on [{"prompt_text", "text"}] into out_dir."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": e["prompt_text"]}],
+                                  "completion": [{"role": "assistant", "content": e["text"]}]} for e in examples])
+    args = SFTConfig(max_length=cfg.train.max_length, **_common_args(cfg, Path(out_dir), epochs))
+    return fit_and_save(SFTTrainer, args, cfg, base_dir, Path(out_dir), dataset)
 
 
-def _copy_model(src, dst) -> None:
-    dst = Path(dst)
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
+def training_examples(store: Store, cfg, run_id: str, iteration: int) -> list[dict]:
+    if cfg.train.algorithm == "dpo":
+        return store.pairs(run_id, iteration)
+    return store.query(  # sft
+        "SELECT s.generation_id, p.prompt_text, g.text FROM sft_examples s "
+        "JOIN generations g USING (generation_id) JOIN prompts p ON p.run_id = s.run_id AND p.prompt_id = s.prompt_id "
+        "WHERE s.run_id = ? AND s.iteration = ? ORDER BY s.generation_id", [run_id, iteration])
 
 
-def _record(store, cfg, run_id, iteration, base_dir, out_dir, examples, steps, loss, seconds, changed) -> dict:
+def train_next_model(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir) -> dict:
+    """Train M_{i+1} from M_i (base_dir) by the configured algorithm; record it in train_runs."""
+    out_dir = Path(out_dir)
+    algorithm = cfg.train.algorithm
+    if algorithm == "grpo":
+        from tasks.grpo import run_grpo
+
+        stats = run_grpo(store, cfg, run_id, iteration, base_dir, out_dir)
+    else:
+        examples = training_examples(store, cfg, run_id, iteration)
+        if not examples:  # nothing to learn from: the next model is the current one, recorded as such
+            log.warning("iteration %d: no training examples, the model is carried over unchanged", iteration)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.copytree(base_dir, out_dir)
+            stats = {"examples": 0, "steps": 0, "loss": None, "seconds": 0.0, "params_changed_fraction": 0.0}
+        else:
+            stats = (run_dpo if algorithm == "dpo" else run_sft)(cfg, base_dir, out_dir, examples)
     digest = model_hash(out_dir)
     store.append("train_runs", [{
-        "run_id": run_id, "iteration": iteration, "algorithm": cfg.train.algorithm, "base_model_path": str(base_dir),
-        "output_model_path": str(out_dir), "output_model_hash": digest, "num_examples": examples, "steps": steps,
-        "train_loss": loss, "seconds": seconds, "params_changed_fraction": changed,
+        "run_id": run_id, "iteration": iteration, "algorithm": algorithm, "base_model_path": str(base_dir),
+        "output_model_path": str(out_dir), "output_model_hash": digest, "num_examples": stats["examples"],
+        "steps": stats["steps"], "train_loss": stats["loss"], "seconds": stats["seconds"],
+        "params_changed_fraction": stats["params_changed_fraction"],
         "config_json": json.dumps(cfg.to_dict()["train"]), "created_at": now()}])
-    return {"model_dir": str(out_dir), "model_hash": digest, "examples": examples, "steps": steps,
-            "loss": loss, "params_changed_fraction": changed}
+    return {"model_dir": str(out_dir), "model_hash": digest, "base_model_hash": model_hash(base_dir), **stats}

@@ -18,7 +18,7 @@ def count(store, sql, params):
     return store.query(f"SELECT count(*) AS n FROM ({sql})", params)[0]["n"]
 
 
-def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness):
+def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, capsys):
     from flows.pipeline import selfimprove_run
 
     tree = tiny_config_tree(tmp_path / "data", tiny_model_dir)
@@ -40,7 +40,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness):
         assert count(store, "SELECT * FROM evaluations WHERE iteration=? AND metric='accuracy_greedy'", [it]) == 1
     ledger = {(r["iteration"], r["stage"]) for r in store.query("SELECT iteration, stage FROM stage_ledger", [])}
     assert ledger == {(0, "prepare"), (0, "evaluate"), (0, "track")} | {
-        (it, s) for it in (1, 2) for s in ("generate", "judge", "build", "train", "evaluate", "track")}
+        (it, s) for it in (1, 2) for s in ("generate", "judge", "score", "build", "train", "evaluate", "track")}
 
     # Lineage: iteration 2 sampled from the model iteration 1 trained; pairs point at real generations.
     trained = {r["iteration"]: r for r in store.query("SELECT * FROM train_runs", [])}
@@ -71,6 +71,14 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness):
     for it in (0, 1, 2):
         assert client.get_model_version_by_alias("t-e2e", f"iter-{it}").tags["selfimprove.iteration"] == str(it)
     assert [r["iteration"] for r in results] == [0, 1, 2]
+
+    # What a user sees: `selfimprove show` prints the iteration table from the same file.
+    from selfimprove.cli import main
+
+    capsys.readouterr()
+    assert main(["show", "e2e", "--set", f"data_dir={tmp_path / 'data'}", "--set", "project=t"]) == 0
+    shown = capsys.readouterr().out
+    assert "run e2e" in shown and "judge_auc" in shown and len(shown.splitlines()) >= 5
 
     # Running a finished run again (what --resume does) adds nothing anywhere.
     before = {t: count(store, f"SELECT * FROM {t}", []) for t in ("generations", "judgments", "pairs", "evaluations")}

@@ -1,0 +1,89 @@
+"""Methods side by side: the same seed model, prompts and budget, N iterations each.
+
+    python benchmarks/methods.py [--iterations 3] [--methods self_rewarding,temporal,bstar,grpo_majority]
+                                 [--config configs/demo.yaml] [--set key=value ...]
+
+Each method is a real run of the pipeline (one Prefect flow per method, records in
+<data_dir>/methods-bench.duckdb, MLflow experiment per method) from `--config`, plus a fixed
+200-item GSM8K test subset as a held-out check that no method trains on. Prints one table:
+held-out accuracy per iteration, training examples kept, judge AUC, GSM8K accuracy, and wall
+seconds per stage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from selfimprove.env import apply_defaults  # noqa: E402
+
+apply_defaults()
+
+from selfimprove.config import load_config  # noqa: E402
+
+METHODS = {
+    "self_rewarding": ["method=self_rewarding", "train.algorithm=dpo"],
+    "temporal": ["method=temporal", "train.algorithm=dpo"],
+    "bstar": ["method=bstar", "train.algorithm=sft", "method.temperatures=[0.5, 0.8, 1.1]", "method.probe_prompts=16",
+              "method.probe_samples=4"],
+    "grpo_majority": ["method=self_rewarding", "train.algorithm=grpo",
+                      "reward.signals=[{name: majority_vote, weight: 1.0}]"],
+}
+
+
+def table(store, run_ids: dict[str, str]) -> str:
+    lines = [f"{'method':<15}{'iter':>5}{'acc':>7}{'maj@k':>7}{'gsm8k':>7}{'kept':>6}{'judge_auc':>10}  seconds per stage"]
+    for method, run_id in run_ids.items():
+        evals = {(r["iteration"], r["split"], r["metric"]): r["value"] for r in store.evaluations(run_id)}
+        ledger = store.query("SELECT iteration, stage, seconds, summary_json FROM stage_ledger WHERE run_id = ? "
+                             "ORDER BY iteration, finished_at", [run_id])
+        iterations = sorted({r["iteration"] for r in ledger})
+        for it in iterations:
+            rows = [r for r in ledger if r["iteration"] == it]
+            build = next((json.loads(r["summary_json"]) for r in rows if r["stage"] == "build"), {})
+            train = next((json.loads(r["summary_json"]) for r in rows if r["stage"] == "train"), {})
+            kept = build.get("pairs", build.get("sft_examples", train.get("examples")))
+
+            def fmt(v, spec=".3f"):
+                return "-" if v is None else format(v, spec)
+            stages = " ".join(f"{r['stage']}={r['seconds']:.0f}" for r in rows if r["stage"] not in ("prepare",))
+            lines.append(f"{method:<15}{it:>5}{fmt(evals.get((it, 'heldout', 'accuracy_greedy'))):>7}"
+                         f"{fmt(evals.get((it, 'heldout', 'maj_at_k'))):>7}"
+                         f"{fmt(evals.get((it, 'gsm8k', 'accuracy_greedy'))):>7}{fmt(kept, 'd') if kept is not None else '-':>6}"
+                         f"{fmt(evals.get((it, 'train', 'judge_auc'))):>10}  {stages}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+
+    from flows.pipeline import selfimprove_run
+    from tasks.common import store_for
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_ids, walls = {}, {}
+    store = None
+    for method in args.methods.split(","):
+        cfg = load_config(args.config, [f"iterations={args.iterations}", "project=methods-bench",
+                                        "eval_data={source: gsm8k, eval_size: 200, train_size: 0, seed: 0}",
+                                        *METHODS[method], *args.overrides])
+        run_ids[method] = f"{method}-{stamp}"
+        started = time.perf_counter()
+        selfimprove_run(config=cfg.to_dict(), run_id=run_ids[method])
+        walls[method] = time.perf_counter() - started
+        store = store_for(cfg)
+        print(f"{method}: {walls[method] / 60:.1f} min", flush=True)
+    print("\n" + table(store, run_ids))
+    print("\nwall minutes: " + ", ".join(f"{m} {w / 60:.1f}" for m, w in walls.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""Methods by name: `method: {name: ...}` in a config picks one of these strategies."""
+from tasks.methods.base import Method, StageContext
+from tasks.methods.bstar import BStar
+from tasks.methods.self_rewarding import SelfRewarding
+from tasks.methods.temporal import Temporal
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SelfRewarding, Temporal, BStar)}
+
+
+def get_method(name: str) -> Method:
+    return METHODS[name]()
+
+
+__all__ = ["METHODS", "Method", "StageContext", "get_method"]

@@ -1,0 +1,33 @@
+"""TRL training on the tiny model: DPO full and with LoRA (merged before saving), SFT."""
+import torch
+from safetensors import safe_open
+
+from models.loading import load_model
+from selfimprove.config import config_from_dict
+from tasks.train import run_dpo, run_sft
+from tests.conftest import tiny_config_tree
+
+EXAMPLES = [{"prompt_text": f"Calculate {a} + 1.", "chosen_text": f"Answer: {a + 1}", "rejected_text": "I am not sure",
+             "text": f"Answer: {a + 1}"} for a in range(6)]
+
+
+def test_dpo_with_lora_merges_and_changes_the_targeted_weights(tmp_path, tiny_model_dir):
+    tree = tiny_config_tree(tmp_path, tiny_model_dir)
+    tree["train"]["lora"] = {"enabled": True, "r": 4, "alpha": 8}
+    stats = run_dpo(config_from_dict(tree), tiny_model_dir, tmp_path / "out", EXAMPLES)
+    assert stats["steps"] == 2 and stats["examples"] == 6
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+    assert keys and not any("lora" in k for k in keys)  # a plain model, loadable by vLLM
+    seed = dict(load_model(tiny_model_dir).named_parameters())
+    trained = dict(load_model(tmp_path / "out").named_parameters())
+    changed = {n for n in seed if not torch.equal(seed[n], trained[n])}
+    # LoRA targets the linear layers; norms and the (tied) embedding are untouched.
+    assert any("q_proj" in n for n in changed) and any("mlp" in n for n in changed)
+    assert not any("norm" in n or "embed" in n for n in changed)
+
+
+def test_sft_trains_on_completions(tmp_path, tiny_model_dir):
+    stats = run_sft(config_from_dict(tiny_config_tree(tmp_path, tiny_model_dir)), tiny_model_dir, tmp_path / "sft",
+                    EXAMPLES)
+    assert stats["steps"] == 2 and stats["params_changed_fraction"] > 0.5 and stats["loss"] > 0
