@@ -56,8 +56,8 @@ def _print_report(store, cfg, run_id: str, seconds: float) -> None:
     row = store.run(run_id)
     print(f"\nrun {run_id} finished in {seconds / 60:.1f} min\n")
     print(iteration_table(store, run_id))
-    print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, pairs, "
-          "train_runs, evaluations, stage_ledger; views: iteration_summary, pair_lineage)")
+    print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, rewards, "
+          "pairs, sft_examples, bstar_grid, train_runs, evaluations, stage_ledger; views: iteration_summary, pair_lineage)")
     print(f"MLflow:  {tracking_uri(cfg)}  experiment '{experiment_name(cfg)}', parent run {row['mlflow_run_id']}, "
           f"registered model '{registered_model_name(cfg, run_id)}'  (mlflow ui --backend-store-uri {tracking_uri(cfg)})")
     print(f"Prefect: flow run {row['prefect_flow_run_id']} ('selfimprove-run' / {run_id})")

@@ -32,6 +32,7 @@ class GroupRecorder:
         needs_model = bool(set(self.weights) & (CONFIDENCE | {"judge"}))
         self.model, self.tokenizer = scoring_model(base_dir, cfg.model.dtype) if needs_model else (None, None)
         self.calls = 0
+        self.confidence: dict = {}  # generation_id -> (self_certainty, negative_entropy), per call
 
     def __call__(self, prompts, completions, completion_ids, prompt_id, **_) -> list[float]:
         self.calls += 1
@@ -92,13 +93,13 @@ def run_grpo(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir: 
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from tasks.train import _common_args, fit_and_save
+    from tasks.train import common_training_args, fit_and_save
 
     prompts = {p["prompt_id"]: p for p in store.prompts(run_id, "train")}
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p["prompt_text"]}], "prompt_id": pid}
                                  for pid, p in prompts.items()])
     n = cfg.generate.n
-    args_common = _common_args(cfg, out_dir, None)
+    args_common = common_training_args(cfg, out_dir, None)
     args_common.pop("dataset_num_proc")  # not a GRPOConfig field
     args_common["per_device_train_batch_size"] = max(n, cfg.train.batch_size // n * n)  # whole groups per step
     args = GRPOConfig(num_generations=n, max_completion_length=cfg.generate.max_tokens,

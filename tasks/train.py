@@ -17,7 +17,7 @@ from storage.db import Store, now
 from tasks.common import log
 
 
-def _common_args(cfg, out_dir: Path, epochs: float | None) -> dict:
+def common_training_args(cfg, out_dir: Path, epochs: float | None) -> dict:
     import torch
 
     tc = cfg.train
@@ -77,7 +77,8 @@ def run_dpo(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
                                   "chosen": [{"role": "assistant", "content": e["chosen_text"]}],
                                   "rejected": [{"role": "assistant", "content": e["rejected_text"]}]}
                                  for e in examples])
-    args = DPOConfig(beta=cfg.train.beta, max_length=cfg.train.max_length, **_common_args(cfg, Path(out_dir), epochs))
+    args = DPOConfig(beta=cfg.train.beta, max_length=cfg.train.max_length,
+                     **common_training_args(cfg, Path(out_dir), epochs))
     return fit_and_save(DPOTrainer, args, cfg, base_dir, Path(out_dir), dataset, ref_model=None)
 
 
@@ -88,7 +89,7 @@ def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
 
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": e["prompt_text"]}],
                                   "completion": [{"role": "assistant", "content": e["text"]}]} for e in examples])
-    args = SFTConfig(max_length=cfg.train.max_length, **_common_args(cfg, Path(out_dir), epochs))
+    args = SFTConfig(max_length=cfg.train.max_length, **common_training_args(cfg, Path(out_dir), epochs))
     return fit_and_save(SFTTrainer, args, cfg, base_dir, Path(out_dir), dataset)
 
 
