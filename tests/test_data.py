@@ -46,3 +46,18 @@ def test_bad_reasoning_gym_task_is_named():
 def test_gsm8k_test_set_from_wheel():
     rows = build_eval_only(DataConfig(source="gsm8k", eval_size=1319), "gsm8k")
     assert len(rows) == 1319 and rows[0]["answer"] == "18" and "Janet" in rows[0]["question"]
+
+
+def test_parquet_and_saved_dataset_sources(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"question": f"What is {i} * 2?", "answer": str(2 * i)} for i in range(8)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    for source, path in (("parquet", tmp_path / "d.parquet"), ("hf_disk", tmp_path / "saved")):
+        splits = build_splits(DataConfig(source=source, path=str(path), train_size=5, eval_size=3))
+        assert len(splits["train"]) == 5 and len(splits["heldout"]) == 3
+        got = {r["question"]: r["answer"] for r in splits["train"] + splits["heldout"]}
+        assert got == {r["question"]: r["answer"] for r in rows}
