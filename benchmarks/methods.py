@@ -64,7 +64,9 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
+    import logging
 
+    logging.getLogger("selfimprove").setLevel(logging.INFO)  # stage progress, as the CLI shows it
     from flows.pipeline import selfimprove_run
     from tasks.common import store_for
 

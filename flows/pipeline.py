@@ -14,6 +14,7 @@ from selfimprove.config import config_from_dict
 from storage.db import now
 from tasks.common import run_stage, store_for
 from tasks.evaluate import evaluate_model
+from tasks.gate import gate_iteration
 from tasks.methods import StageContext, get_method
 from tasks.prepare import prepare_run
 
@@ -64,6 +65,23 @@ def track_task(config: dict, run_id: str, iteration: int, model_dir: str, stages
     return run_stage(store, run_id, iteration, "track", work)
 
 
+@task(name="gate", task_run_name="gate-{iteration}", cache_policy=NO_CACHE)
+def gate_task(config: dict, run_id: str, iteration: int) -> dict:
+    """Accept or reject the iteration's model (champion gating); say where the next one starts."""
+    cfg = config_from_dict(config)
+    store = store_for(cfg)
+
+    def work():
+        decision = gate_iteration(store, cfg, run_id, iteration)
+        child = store.iteration(run_id, iteration)["mlflow_run_id"]
+        registry.mark_gate(cfg, run_id, iteration, child, decision["accepted"])
+        registry.log_metrics(cfg, [store.run(run_id)["mlflow_run_id"]], {
+            "gate/accepted": float(decision["accepted"]), "gate/champion_iteration": decision["champion_iteration"]},
+            step=iteration)
+        return decision
+    return run_stage(store, run_id, iteration, "gate", work)
+
+
 @flow(name="iteration", flow_run_name="iteration-{iteration}", log_prints=False)
 def iteration_flow(config: dict, run_id: str, iteration: int, model_dir: str) -> dict:
     cfg = config_from_dict(config)
@@ -76,9 +94,9 @@ def iteration_flow(config: dict, run_id: str, iteration: int, model_dir: str) ->
         if stage == "train":
             store.update_iteration(run_id, iteration, model_path=stages[stage]["model_dir"],
                                    model_hash=stages[stage]["model_hash"])
-    new_model = stages["train"]["model_dir"]
-    tracked = track_task(config, run_id, iteration, new_model, stages)
-    return {**stages, "track": tracked, "model_dir": new_model}
+    tracked = track_task(config, run_id, iteration, stages["train"]["model_dir"], stages)
+    gated = gate_task(config, run_id, iteration)
+    return {**stages, "track": tracked, "gate": gated, "model_dir": gated["model_dir"]}
 
 
 @flow(name="selfimprove-run", flow_run_name="{run_id}", log_prints=False)
@@ -96,6 +114,7 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict]:
     model_dir = prepared["seed_dir"]
     baseline = evaluate_seed_task(config, run_id, model_dir)
     track_task(config, run_id, 0, model_dir, {"evaluate": baseline})
+    gate_task(config, run_id, 0)  # the seed is the first champion
     results = [{"iteration": 0, "eval": baseline}]
     try:
         for iteration in range(1, cfg.iterations + 1):

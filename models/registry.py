@@ -122,3 +122,13 @@ def register_model(cfg, iteration_run_id: str, run_id: str, iteration: int, mode
     client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "selfimprove.iteration", str(iteration))
     return version
+
+
+def mark_gate(cfg, run_id: str, iteration: int, iteration_run_id: str, accepted: bool) -> None:
+    """Tag the iteration's run accepted/rejected; move the `champion` alias when accepted."""
+    client = _client(cfg)
+    client.set_tag(iteration_run_id, "selfimprove.accepted", str(accepted).lower())
+    if accepted:
+        name = registered_model_name(cfg, run_id)
+        version = client.get_model_version_by_alias(name, f"iter-{iteration}").version
+        client.set_registered_model_alias(name, "champion", version)

@@ -1,4 +1,4 @@
-"""`selfimprove` command line: demo, run, runs, show."""
+"""`selfimprove` command line: demo, run, runs, show, report, sql."""
 from __future__ import annotations
 
 import argparse
@@ -68,7 +68,7 @@ def cmd_runs(config_path: str | None, overrides: list[str]) -> int:
     from tasks.common import store_for
 
     cfg = load_config(config_path, overrides)
-    for r in store_for(cfg).runs():
+    for r in store_for(cfg, create=False).runs():
         print(f"{r['run_id']}  {r['method']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['seed_model']}")
     return 0
 
@@ -77,7 +77,7 @@ def cmd_show(config_path: str | None, overrides: list[str], run_id: str, show_co
     from selfimprove.summary import iteration_table
     from tasks.common import store_for
 
-    store = store_for(load_config(config_path, overrides))
+    store = store_for(load_config(config_path, overrides), create=False)
     row = store.run(run_id)
     if row is None:
         raise ConfigError(f"no run {run_id!r} in {store.path} (see `selfimprove runs`)")
@@ -87,6 +87,37 @@ def cmd_show(config_path: str | None, overrides: list[str], run_id: str, show_co
     print(iteration_table(store, run_id))
     if show_config:
         print(json.dumps(json.loads(row["config_json"]), indent=2))
+    return 0
+
+
+def cmd_report(config_path, overrides, run_id: str, out: str | None) -> int:
+    from selfimprove.report import write_report
+    from tasks.common import run_dir, store_for
+
+    cfg = load_config(config_path, overrides)
+    store = store_for(cfg, create=False)
+    if store.run(run_id) is None:
+        raise ConfigError(f"no run {run_id!r} in {store.path} (see `selfimprove runs`)")
+    for path in write_report(store, run_id, out or run_dir(cfg, run_id) / "report"):
+        print(path)
+    return 0
+
+
+def cmd_sql(config_path, overrides, query: str) -> int:
+    """Read-only SQL over the project's DuckDB file (tables and views listed in the README)."""
+    from tasks.common import store_for
+
+    store = store_for(load_config(config_path, overrides), create=False)
+    try:
+        rows = store.query(query)
+    except Exception as exc:  # noqa: BLE001 - DuckDB's parser/binder errors are the user's answer
+        print(f"selfimprove sql: {exc}", file=sys.stderr)
+        return 2
+    if rows:
+        print("\t".join(rows[0]))
+        for row in rows:
+            print("\t".join("" if v is None else str(v) for v in row.values()))
+    print(f"({len(rows)} rows)", file=sys.stderr)
     return 0
 
 
@@ -114,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--print-config", action="store_true")
     common(show, False)
+    report = sub.add_parser("report", help="PNG plots and a markdown summary of a run")
+    report.add_argument("run_id")
+    report.add_argument("--out", default=None, help="folder (default: <data_dir>/runs/RUN_ID/report)")
+    common(report, False)
+    sql = sub.add_parser("sql", help='read-only SQL over every record, e.g. "SELECT * FROM iteration_summary"')
+    sql.add_argument("query")
+    common(sql, False)
     return parser
 
 
@@ -128,11 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args.config, args.overrides, args.run_id, args.resume)
         if args.verb == "runs":
             return cmd_runs(args.config, args.overrides)
+        if args.verb == "report":
+            return cmd_report(args.config, args.overrides, args.run_id, args.out)
+        if args.verb == "sql":
+            return cmd_sql(args.config, args.overrides, args.query)
         return cmd_show(args.config, args.overrides, args.run_id, args.print_config)
     except ConfigError as exc:
         print(f"selfimprove: config error: {exc}", file=sys.stderr)
         return 2
-    except (DataError, ModelPathError) as exc:
+    except (DataError, ModelPathError, FileNotFoundError) as exc:
         print(f"selfimprove: {exc}", file=sys.stderr)
         return 2
 

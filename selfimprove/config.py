@@ -138,6 +138,15 @@ class EvalConfig:
 
 
 @dataclass
+class GateConfig:
+    # Champion gating: the next iteration starts from the best accepted model, and the MLflow
+    # alias `champion` moves only when a new model beats it by more than `margin` on `metric`.
+    enabled: bool = False
+    metric: str = "accuracy_greedy"  # a held-out metric: accuracy_greedy | maj_at_k | pass_at_k
+    margin: float = 0.0
+
+
+@dataclass
 class MlflowConfig:
     tracking_uri: str | None = None  # default: sqlite:///<data_dir>/mlflow.db
     experiment: str | None = None  # default: "<project>-<method>"
@@ -161,6 +170,7 @@ class Config:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     def to_dict(self) -> dict:
@@ -179,6 +189,7 @@ CHOICES = {
     "train.algorithm": {"dpo", "sft", "grpo"},
     "reward.signals[].name": {"judge", "verifiable", "majority_vote", "self_certainty", "entropy", "borda"},
     "model.dtype": {"bfloat16", "float16", "float32"},
+    "gate.metric": {"accuracy_greedy", "maj_at_k", "pass_at_k"},
 }
 
 

@@ -33,8 +33,12 @@ def _add_missing_columns(con, table: str, columns_sql: str) -> None:
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
+        if not create:  # a reader: never takes the write lock, so it can run beside a writing run
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no project database at {self.path} (wrong data_dir or project?)")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             for name, columns in TABLES.items():

@@ -11,7 +11,7 @@ TABLES = {
         mlflow_run_id VARCHAR, prefect_flow_run_id VARCHAR""",
     "iterations": """
         run_id VARCHAR, iteration INTEGER, model_path VARCHAR, model_hash VARCHAR,
-        started_at TIMESTAMP, mlflow_run_id VARCHAR, PRIMARY KEY (run_id, iteration)""",
+        started_at TIMESTAMP, mlflow_run_id VARCHAR, accepted BOOLEAN, PRIMARY KEY (run_id, iteration)""",
     "prompts": """
         run_id VARCHAR, prompt_id VARCHAR, split VARCHAR, source VARCHAR, question VARCHAR,
         answer VARCHAR, prompt_text VARCHAR, metadata_json VARCHAR, PRIMARY KEY (run_id, prompt_id)""",

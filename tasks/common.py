@@ -14,8 +14,9 @@ from storage.db import Store
 log = logging.getLogger("selfimprove")
 
 
-def store_for(cfg: Config) -> Store:
-    return Store(Path(cfg.data_dir) / f"{cfg.project}.duckdb")
+def store_for(cfg: Config, create: bool = True) -> Store:
+    """The project's DuckDB file; readers pass create=False (no schema writes, must exist)."""
+    return Store(Path(cfg.data_dir) / f"{cfg.project}.duckdb", create=create)
 
 
 def run_dir(cfg: Config, run_id: str) -> Path:

@@ -39,8 +39,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
         assert count(store, "SELECT * FROM generations WHERE iteration=? AND purpose='eval_sample'", [it]) == eval_n * k
         assert count(store, "SELECT * FROM evaluations WHERE iteration=? AND metric='accuracy_greedy'", [it]) == 1
     ledger = {(r["iteration"], r["stage"]) for r in store.query("SELECT iteration, stage FROM stage_ledger", [])}
-    assert ledger == {(0, "prepare"), (0, "evaluate"), (0, "track")} | {
-        (it, s) for it in (1, 2) for s in ("generate", "judge", "score", "build", "train", "evaluate", "track")}
+    assert ledger == {(0, "prepare"), (0, "evaluate"), (0, "track"), (0, "gate")} | {
+        (it, s) for it in (1, 2) for s in ("generate", "judge", "score", "build", "train", "evaluate", "track", "gate")}
 
     # Lineage: iteration 2 sampled from the model iteration 1 trained; pairs point at real generations.
     trained = {r["iteration"]: r for r in store.query("SELECT * FROM train_runs", [])}
@@ -70,6 +70,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
     assert len(versions) == 3
     for it in (0, 1, 2):
         assert client.get_model_version_by_alias("t-e2e", f"iter-{it}").tags["selfimprove.iteration"] == str(it)
+    # Gating off: every iteration is accepted and the champion is the last one.
+    assert client.get_model_version_by_alias("t-e2e", "champion").tags["selfimprove.iteration"] == "2"
     assert [r["iteration"] for r in results] == [0, 1, 2]
 
     # What a user sees: `selfimprove show` prints the iteration table from the same file.
@@ -79,6 +81,17 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
     assert main(["show", "e2e", "--set", f"data_dir={tmp_path / 'data'}", "--set", "project=t"]) == 0
     shown = capsys.readouterr().out
     assert "run e2e" in shown and "judge_auc" in shown and len(shown.splitlines()) >= 5
+    where = ["--set", f"data_dir={tmp_path / 'data'}", "--set", "project=t"]
+    assert main(["sql", "SELECT iteration, pairs FROM iteration_summary WHERE run_id = 'e2e' ORDER BY 1", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "iteration\tpairs" and [line.split("\t")[0] for line in lines[1:]] == ["0", "1", "2"]
+    assert main(["sql", "DELETE FROM runs", *where]) == 2  # read-only: records cannot be changed from here
+    assert store.run("e2e") is not None
+    assert main(["report", "e2e", "--out", str(tmp_path / "report"), *where]) == 0
+    for name in ("accuracy", "rewards", "response_length", "pair_margins"):
+        png = (tmp_path / "report" / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "![accuracy](accuracy.png)" in (tmp_path / "report" / "summary.md").read_text()
 
     # Running a finished run again (what --resume does) adds nothing anywhere.
     before = {t: count(store, f"SELECT * FROM {t}", []) for t in ("generations", "judgments", "pairs", "evaluations")}

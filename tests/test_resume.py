@@ -76,7 +76,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_model_dir)
         assert n(f"SELECT count(*) AS n FROM train_runs WHERE iteration={it}") == 1
     for it in (0, 1, 2):
         assert n(f"SELECT count(*) AS n FROM generations WHERE iteration={it} AND purpose='eval_greedy'") == 6
-    assert n("SELECT count(*) AS n FROM stage_ledger") == 3 + 2 * 7
+    assert n("SELECT count(*) AS n FROM stage_ledger") == 4 + 2 * 8
     # The judgments committed before the first kill were kept, not redone.
     ids = [k["judgment_id"] for k in kept]
     again_rows = store.query("SELECT judgment_id, created_at FROM judgments WHERE judgment_id IN "

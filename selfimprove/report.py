@@ -1,0 +1,77 @@
+"""`selfimprove report RUN_ID`: PNG plots of a run's iterations and a markdown summary.
+
+Plots: held-out accuracy (greedy, maj@k, pass@k) per iteration; the distribution of the
+combined self-reward per iteration; response length per iteration; pair margins per iteration.
+Everything is read from DuckDB, so a report can be made for any run, finished or not.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from selfimprove.summary import iteration_rows, iteration_table
+from storage.db import Store
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(6, 4), dpi=100)
+
+
+def _boxplot(path: Path, groups: dict[int, list[float]], title: str, ylabel: str) -> Path:
+    plt, fig, ax = _figure()
+    its = sorted(k for k, v in groups.items() if v)
+    if its:
+        ax.boxplot([groups[i] for i in its], tick_labels=[str(i) for i in its], showmeans=True)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title=title, xlabel="iteration", ylabel=ylabel)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _grouped(store: Store, sql: str, run_id: str) -> dict[int, list[float]]:
+    groups: dict[int, list[float]] = {}
+    for row in store.query(sql, [run_id]):
+        if row["value"] is not None:
+            groups.setdefault(row["iteration"], []).append(float(row["value"]))
+    return groups
+
+
+def write_report(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
+    """Write the plots and summary.md into out_dir; return the files written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = iteration_rows(store, run_id)
+    plt, fig, ax = _figure()
+    for key, label in (("accuracy_greedy", "greedy"), ("maj_at_k", "maj@k"), ("pass_at_k", "pass@k")):
+        points = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=label)
+    ax.set(title=f"held-out accuracy, run {run_id}", xlabel="iteration", ylabel="accuracy", ylim=(0, 1))
+    ax.set_xticks([r["iteration"] for r in rows])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png")
+    plt.close(fig)
+    files = [out / "accuracy.png",
+             _boxplot(out / "rewards.png", _grouped(store, "SELECT g.iteration, r.value FROM rewards r JOIN generations g "
+                                                    "USING (generation_id) WHERE g.run_id = ? AND r.signal = 'reward'",
+                                                    run_id), "self-reward of candidates", "reward"),
+             _boxplot(out / "response_length.png", _grouped(store, "SELECT iteration, num_tokens AS value FROM generations "
+                                                            "WHERE run_id = ? AND purpose = 'eval_greedy'", run_id),
+                      "held-out response length (greedy)", "tokens"),
+             _boxplot(out / "pair_margins.png", _grouped(store, "SELECT iteration, margin AS value FROM pairs "
+                                                         "WHERE run_id = ?", run_id), "pair margins", "chosen - rejected")]
+    summary = out / "summary.md"
+    run = store.run(run_id)
+    summary.write_text(
+        f"# Run {run_id}\n\nmethod `{run['method']}`, seed model `{run['seed_model']}`\n\n"
+        f"```\n{iteration_table(store, run_id)}\n```\n\n"
+        + "".join(f"![{p.stem}]({p.name})\n" for p in files))
+    return [*files, summary]
