@@ -261,6 +261,12 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _method_shorthand(tree: dict) -> None:
+    """`method: temporal` is short for `method: {name: temporal}`."""
+    if isinstance(tree.get("method"), str):
+        tree["method"] = {"name": tree["method"]}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), base: dict | None = None) -> Config:
     """Defaults <- YAML file <- `key.sub=value` overrides (values parsed as YAML scalars)."""
     tree: dict = dict(base or {})
@@ -279,9 +285,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key.sub=value")
         key, raw = item.split("=", 1)
+        _method_shorthand(tree)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
-    if isinstance(tree.get("method"), str):  # `method: temporal` is short for `method: {name: temporal}`
-        tree["method"] = {"name": tree["method"]}
+    _method_shorthand(tree)
     try:
         config = _build(Config, tree)
     except ConfigError as exc:

@@ -56,6 +56,8 @@ def test_group_signals_and_weighted_combination():
 
 def test_method_config_validation():
     assert load_config(None, ["method=temporal"]).method.name == "temporal"
+    both = load_config(None, ["method=bstar", "method.temperatures=[0.5, 1.0]", "train.algorithm=sft"]).method
+    assert (both.name, both.temperatures) == ("bstar", [0.5, 1.0])
     with pytest.raises(ConfigError, match="temporal builds preference pairs"):
         load_config(None, ["method=temporal", "train.algorithm=sft"])
     with pytest.raises(ConfigError, match="bstar selects samples offline"):
