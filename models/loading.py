@@ -6,6 +6,7 @@ and every later load reads that (~4 s).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -82,9 +83,16 @@ def _embedded_seed(spec: str, data_dir: Path) -> Path:
 
 
 def model_hash(model_dir: str | Path) -> str:
-    """Content hash of the weight files (what produced a generation, exactly)."""
+    """Content hash of the weight files (what produced a generation, exactly). Every stage asks
+    for it, so it is cached on the files' (path, size, mtime): a rewritten file is hashed again."""
+    files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin"))
+    return _hash_files(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(model_dir).glob("*.safetensors")) or sorted(Path(model_dir).glob("*.bin")):
+    for path, _, _ in files:
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(block)
