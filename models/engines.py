@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ class _Live:
     engine: object = None
     key: tuple = ()
     weights: str = ""
-    extras: dict = field(default_factory=dict)
 
 
 _LIVE = _Live()
