@@ -10,9 +10,11 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from models import registry
+from selfimprove import artifacts
 from selfimprove.config import config_from_dict
+from selfimprove.report import write_report
 from storage.db import now
-from tasks.common import run_stage, store_for
+from tasks.common import run_dir, run_stage, store_for
 from tasks.evaluate import evaluate_model
 from tasks.gate import gate_iteration
 from tasks.methods import StageContext, get_method
@@ -82,6 +84,25 @@ def gate_task(config: dict, run_id: str, iteration: int) -> dict:
     return run_stage(store, run_id, iteration, "gate", work)
 
 
+@task(name="publish-artifacts", task_run_name="artifacts-{iteration}", cache_policy=NO_CACHE)
+def artifacts_task(config: dict, run_id: str, iteration: int) -> list[str]:
+    """The iteration's metrics table and samples page in the Prefect UI (a view: re-made on resume)."""
+    cfg = config_from_dict(config)
+    return artifacts.publish_iteration(store_for(cfg), run_id, iteration)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(config: dict, run_id: str) -> list[str]:
+    """Plots + summary.md under <data_dir>/runs/RUN_ID/report, logged to MLflow and shown in Prefect."""
+    cfg = config_from_dict(config)
+    store = store_for(cfg)
+    out = run_dir(cfg, run_id) / "report"
+    files = write_report(store, run_id, out)
+    where = registry.log_report(cfg, store.run(run_id)["mlflow_run_id"], out)
+    artifacts.publish_report(store, run_id, files, where)
+    return [str(f) for f in files]
+
+
 @flow(name="iteration", flow_run_name="iteration-{iteration}", log_prints=False)
 def iteration_flow(config: dict, run_id: str, iteration: int, model_dir: str) -> dict:
     cfg = config_from_dict(config)
@@ -96,6 +117,7 @@ def iteration_flow(config: dict, run_id: str, iteration: int, model_dir: str) ->
                                    model_hash=stages[stage]["model_hash"])
     tracked = track_task(config, run_id, iteration, stages["train"]["model_dir"], stages)
     gated = gate_task(config, run_id, iteration)
+    artifacts_task(config, run_id, iteration)
     return {**stages, "track": tracked, "gate": gated, "model_dir": gated["model_dir"]}
 
 
@@ -115,6 +137,7 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict]:
     baseline = evaluate_seed_task(config, run_id, model_dir)
     track_task(config, run_id, 0, model_dir, {"evaluate": baseline})
     gate_task(config, run_id, 0)  # the seed is the first champion
+    artifacts_task(config, run_id, 0)
     results = [{"iteration": 0, "eval": baseline}]
     try:
         for iteration in range(1, cfg.iterations + 1):
@@ -124,5 +147,6 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict]:
     except Exception:
         registry.finish_run(cfg, parent, "FAILED")  # a resume re-attaches to this run
         raise
+    report_task(config, run_id)
     registry.finish_run(cfg, parent)
     return results

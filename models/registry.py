@@ -132,3 +132,10 @@ def mark_gate(cfg, run_id: str, iteration: int, iteration_run_id: str, accepted:
         name = registered_model_name(cfg, run_id)
         version = client.get_model_version_by_alias(name, f"iter-{iteration}").version
         client.set_registered_model_alias(name, "champion", version)
+
+
+def log_report(cfg, mlflow_run_id: str, report_dir: str | Path) -> str:
+    """Upload the report folder (plots + summary.md) to the run's artifacts under `report/`."""
+    client = _client(cfg)
+    client.log_artifacts(mlflow_run_id, str(report_dir), artifact_path="report")
+    return f"{tracking_uri(cfg)} run {mlflow_run_id}"

@@ -14,6 +14,16 @@ from tests.conftest import tiny_config_tree
 pytestmark = pytest.mark.skipif(not vllm_available(), reason="the end-to-end run uses vLLM")
 
 
+def prefect_artifacts(prefix: str) -> dict:
+    """Artifacts whose key starts with prefix, latest version per key, from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=prefix)))
+    return {a.key: a for a in sorted(found, key=lambda a: a.created)}
+
+
 def count(store, sql, params):
     return store.query(f"SELECT count(*) AS n FROM ({sql})", params)[0]["n"]
 
@@ -73,6 +83,20 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
     # Gating off: every iteration is accepted and the champion is the last one.
     assert client.get_model_version_by_alias("t-e2e", "champion").tags["selfimprove.iteration"] == "2"
     assert [r["iteration"] for r in results] == [0, 1, 2]
+    # The run's report went to MLflow with the run's plots.
+    logged = {a.path for a in client.list_artifacts(parent_id, "report")}
+    assert {"report/accuracy.png", "report/pair_margins.png", "report/summary.md"} <= logged
+
+    # Prefect UI: a metrics table per iteration, a samples page per trained iteration, the report.
+    artifacts = prefect_artifacts("e2e-")
+    assert {"e2e-iteration-0-metrics", "e2e-iteration-1-metrics", "e2e-iteration-2-metrics",
+            "e2e-iteration-1-samples", "e2e-iteration-2-samples", "e2e-report"} <= set(artifacts)
+    table = artifacts["e2e-iteration-2-metrics"]
+    assert table.type == "table" and "accuracy_greedy" in table.data
+    page = artifacts["e2e-iteration-1-samples"].data
+    assert page.count("## Prompt") == 3 and "**(chosen)**" in page and "**(rejected)**" in page
+    first_pair = store.query("SELECT * FROM pairs WHERE run_id='e2e' AND iteration=1 ORDER BY margin DESC, pair_id")[0]
+    assert f"`{first_pair['prompt_id']}`" in page
 
     # What a user sees: `selfimprove show` prints the iteration table from the same file.
     from selfimprove.cli import main
