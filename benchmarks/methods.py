@@ -1,7 +1,7 @@
 """Methods side by side: the same seed model, prompts and budget, N iterations each.
 
     python benchmarks/methods.py [--iterations 3] [--methods self_rewarding,temporal,bstar,grpo_majority]
-                                 [--config configs/demo.yaml] [--set key=value ...]
+                                 [--config configs/demo.yaml] [--set key=value ...] [--stamp STAMP]
 
 Each method is a real run of the pipeline (one Prefect flow per method, records in
 <data_dir>/methods-bench.duckdb, MLflow experiment per method) from `--config`, plus a fixed
@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--stamp", default=None,
+                        help="reuse the run ids of an earlier, interrupted benchmark (its YYYYmmdd-HHMMSS stamp): "
+                             "each method's run resumes from its stage ledger")
     args = parser.parse_args()
     import logging
 
@@ -70,7 +73,8 @@ def main() -> None:
     from flows.pipeline import selfimprove_run
     from tasks.common import store_for
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = args.stamp or time.strftime("%Y%m%d-%H%M%S")
+    print(f"benchmark stamp {stamp} (resume with --stamp {stamp})", flush=True)
     run_ids, walls = {}, {}
     store = None
     for method in args.methods.split(","):

@@ -52,12 +52,14 @@ def vllm_available() -> bool:
 
 def get_engine(name: str, model_dir: str | Path, dtype: str = "bfloat16", max_model_len: int = 1024,
                seed: int = 0, batch_size: int = 16, tensor_parallel_size: int = 1,
-               gpu_memory_utilization: float = 0.8):
+               gpu_memory_utilization: float = 0.8, pipeline_parallel_size: int = 1, data_parallel_size: int = 1):
     """The process's live engine with `model_dir`'s weights loaded (reusing it when it can)."""
     if name == "auto":
         name = "vllm" if vllm_available() else "transformers"
     model_dir = str(Path(model_dir).resolve())
-    key = (name, dtype, max_model_len, seed)
+    parallel = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
+                "data_parallel_size": data_parallel_size}
+    key = (name, dtype, max_model_len, seed, tuple(parallel.values()))
     if _LIVE.engine is not None and _LIVE.key == key:
         if _LIVE.weights != model_dir:
             _LIVE.engine.load_weights(model_dir)
@@ -65,7 +67,8 @@ def get_engine(name: str, model_dir: str | Path, dtype: str = "bfloat16", max_mo
         return _LIVE.engine
     close_engine()
     if name == "vllm":
-        engine = VllmEngine(model_dir, dtype, max_model_len, seed, tensor_parallel_size, gpu_memory_utilization)
+        engine = VllmEngine(model_dir, dtype, max_model_len, seed, gpu_memory_utilization=gpu_memory_utilization,
+                            **parallel)
     elif name == "transformers":
         engine = HfEngine(model_dir, dtype, seed, batch_size)
     else:
@@ -83,7 +86,8 @@ def close_engine() -> None:
 class VllmEngine:
     name = "vllm"
 
-    def __init__(self, model_dir, dtype, max_model_len, seed, tensor_parallel_size=1, gpu_memory_utilization=0.8):
+    def __init__(self, model_dir, dtype, max_model_len, seed, tensor_parallel_size=1, gpu_memory_utilization=0.8,
+                 pipeline_parallel_size=1, data_parallel_size=1):
         # In-process, eager engine: on CPU the multiprocess + compiled default took 45 s to start
         # and ran ~2x slower (STACK.md). On GPUs these settings are harmless.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -94,9 +98,16 @@ class VllmEngine:
 
         kwargs = {}
         if torch.cuda.is_available():
-            kwargs.update(tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization)
+            kwargs.update(gpu_memory_utilization=gpu_memory_utilization)
         else:
             kwargs.update(enforce_eager=True, distributed_executor_backend="uni")
+        # Only sizes other than 1 are passed, so the default (and the CPU path) is exactly vLLM's own.
+        # vLLM 0.32 rejects data_parallel_size > 1 in one process unless it runs under its
+        # "external_launcher" backend; its ValueError says so (docs/scale-out.md).
+        for name, size in (("tensor_parallel_size", tensor_parallel_size),
+                           ("pipeline_parallel_size", pipeline_parallel_size), ("data_parallel_size", data_parallel_size)):
+            if size != 1:
+                kwargs[name] = size
         self.llm = LLM(model=model_dir, dtype=dtype, max_model_len=max_model_len, seed=seed,
                        trust_remote_code=False, **kwargs)
 

@@ -41,7 +41,9 @@ def _experiment_id(client, cfg) -> str:
         return found.experiment_id
     # Without an explicit artifact location, SQLite-backed experiments write to ./mlruns.
     artifacts = (Path(cfg.data_dir).resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifacts)
+    # The kind makes MLflow 3's UI open the experiment on its training-runs view, not the GenAI one.
+    return client.create_experiment(name, artifact_location=artifacts,
+                                    tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:

@@ -1,13 +1,11 @@
-"""`selfimprove` command line: demo, run, runs, show, report, sql."""
+"""`selfimprove` command line: demo, run, runs, show, report, sql, ui, serve."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import secrets
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from selfimprove.env import apply_defaults
@@ -21,14 +19,10 @@ from tasks.data import DataError  # noqa: E402
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
-def new_run_id(project: str) -> str:
-    return f"{project}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
 def cmd_run(config_path: str | None, overrides: list[str], run_id: str | None, resume: str | None) -> int:
     cfg = load_config(config_path, overrides)
     from models.loading import resolve_model
-    from tasks.common import store_for
+    from tasks.common import new_run_id, store_for
 
     store = store_for(cfg)
     if resume:
@@ -152,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help='read-only SQL over every record, e.g. "SELECT * FROM iteration_summary"')
     sql.add_argument("query")
     common(sql, False)
+    ui = sub.add_parser("ui", help="Prefect server + MLflow UI on 127.0.0.1 (Ctrl-C stops both)")
+    ui.add_argument("--prefect-port", type=int, default=4200)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    common(ui, False)
+    serve = sub.add_parser("serve", help="serve a scheduled deployment of a config (needs PREFECT_API_URL)")
+    common(serve, True)
+    serve.add_argument("--cron", default=None, help='e.g. "0 3 * * *" (daily at 03:00)')
+    serve.add_argument("--interval", type=float, default=None, metavar="SECONDS")
+    serve.add_argument("--name", default=None, help="deployment name (default: <project>-<method>)")
+    serve.add_argument("--resume-unfinished", action="store_true",
+                       help="a scheduled start continues the newest unfinished run of this config")
     return parser
 
 
@@ -170,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args.config, args.overrides, args.run_id, args.out)
         if args.verb == "sql":
             return cmd_sql(args.config, args.overrides, args.query)
+        if args.verb == "ui":
+            from selfimprove.ui import run_ui
+
+            return run_ui(load_config(args.config, args.overrides), prefect_port=args.prefect_port,
+                          mlflow_port=args.mlflow_port)
+        if args.verb == "serve":
+            from selfimprove.serve import serve
+
+            return serve(load_config(args.config, args.overrides), args.cron, args.interval, args.name,
+                         args.resume_unfinished)
         return cmd_show(args.config, args.overrides, args.run_id, args.print_config)
     except ConfigError as exc:
         print(f"selfimprove: config error: {exc}", file=sys.stderr)

@@ -39,7 +39,11 @@ class EngineConfig:
     # the last committed chunk. Smaller = finer resume, more (cheap) write transactions.
     write_every: int = 32
     gpu_memory_utilization: float = 0.8
+    # vLLM parallelism (GPUs; 1 on CPU), passed to vllm.LLM only when != 1. vLLM 0.32 refuses
+    # data_parallel_size > 1 in one process (docs/scale-out.md).
     tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    data_parallel_size: int = 1
 
 
 @dataclass
@@ -128,6 +132,12 @@ class TrainConfig:
     max_length: int = 512
     seed: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # accelerate: DPO/SFT train in a child of `accelerate launch` (multi-GPU, DeepSpeed, FSDP;
+    # docs/scale-out.md). GRPO always trains in-process.
+    launcher: str = "inprocess"  # inprocess | accelerate
+    num_processes: int = 1  # > 1 needs launcher: accelerate (an error otherwise, never a silent switch)
+    # An accelerate YAML; None: configs/accelerate/cpu_single.yaml without CUDA, ddp.yaml with it.
+    accelerate_config: str | None = None
 
 
 @dataclass
@@ -177,7 +187,9 @@ class Config:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Hash of what a run computes; data_dir (where records go, relative or absolute) is left out."""
+        tree = {k: v for k, v in self.to_dict().items() if k != "data_dir"}
+        return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:12]
 
 
 CHOICES = {
@@ -187,6 +199,7 @@ CHOICES = {
     "eval_data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
     "judge.mode": {"text", "logprob"},
     "train.algorithm": {"dpo", "sft", "grpo"},
+    "train.launcher": {"inprocess", "accelerate"},
     "reward.signals[].name": {"judge", "verifiable", "majority_vote", "self_certainty", "entropy", "borda"},
     "model.dtype": {"bfloat16", "float16", "float32"},
     "gate.metric": {"accuracy_greedy", "maj_at_k", "pass_at_k"},
@@ -299,7 +312,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
 def _check_values(config: Config) -> None:
     positive = {"iterations": config.iterations, "generate.n": config.generate.n, "judge.k": config.judge.k,
                 "data.train_size": config.data.train_size, "eval.k": config.eval.k,
-                "train.batch_size": config.train.batch_size}
+                "train.batch_size": config.train.batch_size, "train.num_processes": config.train.num_processes,
+                "engine.tensor_parallel_size": config.engine.tensor_parallel_size,
+                "engine.pipeline_parallel_size": config.engine.pipeline_parallel_size,
+                "engine.data_parallel_size": config.engine.data_parallel_size}
     for where, value in positive.items():
         if value < 1:
             raise ConfigError(f"{where}: must be >= 1, got {value}")
@@ -314,6 +330,7 @@ def _check_values(config: Config) -> None:
     if config.train.algorithm == "grpo" and config.judge.mode == "text" and \
             any(s.name == "judge" for s in config.reward.signals):
         raise ConfigError("judge.mode: GRPO scores groups inside the trainer with the logprob judge; set judge.mode: logprob")
+    _check_launcher(config.train)
     if config.method.name == "bstar" and not config.method.temperatures:
         raise ConfigError("method.temperatures: bstar needs at least one temperature to probe")
     for where, data in (("data", config.data), ("eval_data", config.eval_data)):
@@ -322,6 +339,17 @@ def _check_values(config: Config) -> None:
                 raise ConfigError(f"{where}.path: required when {where}.source is '{data.source}'")
             if not Path(data.path).exists():
                 raise ConfigError(f"{where}.path: file not found: {data.path}")
+
+
+def _check_launcher(tc: TrainConfig) -> None:
+    if tc.num_processes > 1 and tc.launcher != "accelerate":
+        raise ConfigError(f"train.num_processes: {tc.num_processes} processes need train.launcher: accelerate "
+                          f"(got '{tc.launcher}'; in-process training is one process)")
+    if tc.launcher == "accelerate" and tc.algorithm == "grpo":
+        # Its reward function appends to DuckDB from inside the trainer: one writer per file.
+        raise ConfigError("train.launcher: grpo trains in-process only; set train.launcher: inprocess")
+    if tc.accelerate_config is not None and not Path(tc.accelerate_config).is_file():
+        raise ConfigError(f"train.accelerate_config: file not found: {tc.accelerate_config}")
 
 
 def config_from_dict(tree: dict) -> Config:

@@ -144,3 +144,11 @@ class Store:
 
     def runs(self) -> list[dict]:
         return self.query("SELECT run_id, project, method, created_at, seed_model FROM runs ORDER BY created_at")
+
+    def latest_unfinished_run(self, config_hash: str, iterations: int) -> str | None:
+        """The newest run with this config whose last iteration has not been gated (it stopped early)."""
+        rows = self.query(
+            "SELECT run_id FROM runs r WHERE config_hash = ? AND NOT EXISTS (SELECT 1 FROM stage_ledger l "
+            "WHERE l.run_id = r.run_id AND l.stage = 'gate' AND l.iteration = ?) ORDER BY created_at DESC LIMIT 1",
+            [config_hash, iterations])
+        return rows[0]["run_id"] if rows else None

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +19,10 @@ log = logging.getLogger("selfimprove")
 def store_for(cfg: Config, create: bool = True) -> Store:
     """The project's DuckDB file; readers pass create=False (no schema writes, must exist)."""
     return Store(Path(cfg.data_dir) / f"{cfg.project}.duckdb", create=create)
+
+
+def new_run_id(project: str) -> str:
+    return f"{project}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def run_dir(cfg: Config, run_id: str) -> Path:
@@ -71,4 +77,5 @@ def engine_for(cfg: Config, model_dir: str | Path):
     e = cfg.engine
     return get_engine(e.name, model_dir, dtype=cfg.model.dtype, max_model_len=e.max_model_len, seed=cfg.seed,
                       batch_size=e.batch_size, tensor_parallel_size=e.tensor_parallel_size,
+                      pipeline_parallel_size=e.pipeline_parallel_size, data_parallel_size=e.data_parallel_size,
                       gpu_memory_utilization=e.gpu_memory_utilization)

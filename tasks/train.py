@@ -4,6 +4,9 @@ DPO's reference model is the current model (TRL copies it when ref_model=None; w
 adapter-disabled base serves as reference). LoRA adapters are merged before saving, so every
 iteration's model is a plain safetensors directory that vLLM can load in place. Training runs
 in float32 on CPU (bf16=False): small DPO updates vanish when rounded to bf16 weights.
+
+With train.launcher "accelerate", DPO and SFT train in a child started by `accelerate launch`
+(tasks/train_launch.py), which calls the same *_in_process functions below; GRPO trains here.
 """
 from __future__ import annotations
 
@@ -38,8 +41,10 @@ def _peft_config(cfg):
                       task_type="CAUSAL_LM")
 
 
-def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **extra) -> dict:
-    """Train `trainer_cls` from base_dir on dataset, merge LoRA, save atomically to out_dir."""
+def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **extra) -> dict | None:
+    """Train `trainer_cls` from base_dir on dataset, merge LoRA, save atomically to out_dir.
+
+    Returns the stats on the main process and None on the other ranks of a multi-process launch."""
     import torch
 
     torch.manual_seed(cfg.train.seed)
@@ -52,7 +57,9 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
-    trained = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
+    trained = _final_model(trainer, cfg, base_dir, peft_config)
+    if trained is None:  # another rank of an `accelerate launch`: the main process saves
+        return None
     after = dict(trained.named_parameters())
     changed = sum(1 for n in before if n in after and not before[n].equal(after[n].detach())) / max(len(before), 1)
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -68,8 +75,49 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
 
 
+def _final_model(trainer, cfg, base_dir, peft_config):
+    """The trained weights as a plain (LoRA-merged) model on the main process; None on other ranks.
+
+    In-process, DDP and ZeRO-2 keep whole weights on every rank. FSDP and ZeRO-3 shard them: those
+    are gathered (a collective, so every rank enters it) and loaded into a fresh base model.
+    """
+    accelerator = trainer.accelerator
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        state = accelerator.get_state_dict(trainer.model_wrapped)
+        if not accelerator.is_main_process:
+            return None
+        model = load_model(base_dir, "float32", cfg.model.trust_remote_code)
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        model.load_state_dict(state)
+    elif not accelerator.is_main_process:
+        return None
+    else:
+        model = trainer.model
+    return model.merge_and_unload() if peft_config is not None else model
+
+
 def run_dpo(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict:
     """DPO from base_dir on [{"prompt_text", "chosen_text", "rejected_text"}] into out_dir."""
+    return _train("dpo", cfg, base_dir, out_dir, examples, epochs)
+
+
+def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict:
+    """SFT (loss on the completion only) from base_dir on [{"prompt_text", "text"}] into out_dir."""
+    return _train("sft", cfg, base_dir, out_dir, examples, epochs)
+
+
+def _train(algorithm: str, cfg, base_dir, out_dir, examples: list[dict], epochs: float | None) -> dict:
+    if cfg.train.launcher == "accelerate":
+        from tasks.train_launch import launch_training
+
+        return launch_training(algorithm, cfg, base_dir, out_dir, examples, epochs)
+    return IN_PROCESS[algorithm](cfg, base_dir, out_dir, examples, epochs)
+
+
+def dpo_in_process(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict | None:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -82,8 +130,7 @@ def run_dpo(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
     return fit_and_save(DPOTrainer, args, cfg, base_dir, Path(out_dir), dataset, ref_model=None)
 
 
-def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict:
-    """SFT (loss on the completion only) from base_dir on [{"prompt_text", "text"}] into out_dir."""
+def sft_in_process(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict | None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -91,6 +138,10 @@ def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
                                   "completion": [{"role": "assistant", "content": e["text"]}]} for e in examples])
     args = SFTConfig(max_length=cfg.train.max_length, **common_training_args(cfg, Path(out_dir), epochs))
     return fit_and_save(SFTTrainer, args, cfg, base_dir, Path(out_dir), dataset)
+
+
+# What a training child runs (tasks/train_launch.py); stats come back None on non-main ranks.
+IN_PROCESS = {"dpo": dpo_in_process, "sft": sft_in_process}
 
 
 def training_examples(store: Store, cfg, run_id: str, iteration: int) -> list[dict]:

@@ -57,3 +57,46 @@ def test_vllm_engine_contract_and_reload(tiny_model_dir, tmp_path):
     expected = [reference[i, t].item() for i, t in enumerate(after.token_ids)]
     assert after.logprobs == pytest.approx(expected, abs=2e-3)
     assert before.logprobs != pytest.approx(after.logprobs, abs=1e-2)
+
+
+PARALLEL_KEYS = {"tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"}
+
+
+def test_vllm_parallel_sizes_reach_the_llm_constructor(monkeypatch, tmp_path, tiny_model_dir):
+    """engine.*_parallel_size travel config -> engine_for -> vllm.LLM, and only when != 1.
+
+    vllm.LLM is replaced by a recorder: this checks our wiring, not vLLM (whose parallel engines
+    need GPUs). The test below shows a real vllm.LLM receiving one of these keys."""
+    import sys
+    import types
+
+    from models.engines import close_engine
+    from selfimprove.config import config_from_dict
+    from tasks.common import engine_for
+    from tests.conftest import tiny_config_tree
+
+    calls = []
+    fake = types.ModuleType("vllm")
+    fake.LLM = lambda **kwargs: calls.append(kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    tree = tiny_config_tree(tmp_path, tiny_model_dir, engine={"name": "vllm"})
+    close_engine()  # a live engine left by an earlier test would be reused, not constructed
+    try:
+        engine_for(config_from_dict(tree), tiny_model_dir)
+        tree["engine"].update(tensor_parallel_size=2, pipeline_parallel_size=3, data_parallel_size=4)
+        engine_for(config_from_dict(tree), tiny_model_dir)  # new sizes: a new engine, not the live one
+    finally:
+        close_engine()
+    default, parallel = calls
+    assert not PARALLEL_KEYS & default.keys()  # the CPU path passes exactly what it did before
+    assert {k: parallel[k] for k in PARALLEL_KEYS} == {"tensor_parallel_size": 2, "pipeline_parallel_size": 3,
+                                                       "data_parallel_size": 4}
+    assert parallel["model"] == default["model"] == str(tiny_model_dir.resolve())
+
+
+@pytest.mark.skipif(not vllm_available(), reason="vLLM not installed")
+def test_real_vllm_refuses_single_process_data_parallel(tiny_model_dir):
+    from models.engines import VllmEngine
+
+    with pytest.raises(ValueError, match=r"LLM\(data_parallel_size=2\) is not supported for single-process"):
+        VllmEngine(str(tiny_model_dir), "float32", 1024, 0, data_parallel_size=2)
