@@ -5,6 +5,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,9 +59,25 @@ def chunks(items: list, size: int):
         yield items[start:start + size]
 
 
+_BARS: dict = {}  # (stage, iteration) -> the live terminal progress bar
+
+
 def progress(stage: str, iteration: int, done: int, total: int, started: float) -> None:
+    """A log line per written chunk (Prefect UI, log files); in a terminal, also a progress bar."""
     rate = done / max(time.perf_counter() - started, 1e-9)
     log.info("iteration %d %s: %d/%d (%.1f/s)", iteration, stage, done, total, rate)
+    if not sys.stderr.isatty():
+        return
+    from tqdm import tqdm
+
+    key = (stage, iteration)
+    if key not in _BARS:
+        _BARS[key] = tqdm(total=total, desc=f"iteration {iteration} {stage}", unit="item", file=sys.stderr,
+                          mininterval=0)  # updates come per written chunk, seconds apart
+    bar = _BARS[key]
+    bar.update(done - bar.n)
+    if done >= total:
+        _BARS.pop(key).close()
 
 
 def crash_point(stage: str, iteration: int) -> None:

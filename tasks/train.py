@@ -53,7 +53,7 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     peft_config = _peft_config(cfg)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=peft_config, **extra)
+                          peft_config=peft_config, callbacks=[_step_logger()], **extra)
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
@@ -73,6 +73,22 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
     return {"examples": len(dataset), "steps": result.global_step, "loss": result.training_loss,
             "seconds": seconds, "params_changed_fraction": changed,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+
+
+def _step_logger():
+    """Each logged training step as a log line ("train step 3/8 loss=0.69 ..."): the Prefect UI
+    and log files see training progress; the terminal also has the trainer's own progress bar."""
+    from transformers import TrainerCallback
+
+    class StepLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items()
+                                 if k in ("loss", "grad_norm", "rewards/margins", "reward", "train_loss", "train_runtime")
+                                 and isinstance(v, float))
+                log.info("train step %d/%d %s", state.global_step, state.max_steps, shown)
+
+    return StepLogger()
 
 
 def _final_model(trainer, cfg, base_dir, peft_config):

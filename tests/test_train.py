@@ -1,4 +1,6 @@
 """TRL training on the tiny model: DPO full and with LoRA (merged before saving), SFT."""
+import logging
+
 import torch
 from safetensors import safe_open
 
@@ -27,7 +29,11 @@ def test_dpo_with_lora_merges_and_changes_the_targeted_weights(tmp_path, tiny_mo
     assert not any("norm" in n or "embed" in n for n in changed)
 
 
-def test_sft_trains_on_completions(tmp_path, tiny_model_dir):
+def test_sft_trains_on_completions_and_logs_each_step(tmp_path, tiny_model_dir, caplog):
+    caplog.set_level(logging.INFO, logger="selfimprove")
     stats = run_sft(config_from_dict(tiny_config_tree(tmp_path, tiny_model_dir)), tiny_model_dir, tmp_path / "sft",
                     EXAMPLES)
     assert stats["steps"] == 2 and stats["params_changed_fraction"] > 0.5 and stats["loss"] > 0
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train step")]
+    assert [m.split()[2] for m in steps] == ["1/2", "2/2", "2/2"]  # per step, then the trainer's summary
+    assert all("loss=" in m for m in steps[:2])
