@@ -50,12 +50,15 @@ def vllm_available() -> bool:
     return True
 
 
+def resolve_engine_name(name: str) -> str:
+    return ("vllm" if vllm_available() else "transformers") if name == "auto" else name
+
+
 def get_engine(name: str, model_dir: str | Path, dtype: str = "bfloat16", max_model_len: int = 1024,
                seed: int = 0, batch_size: int = 16, tensor_parallel_size: int = 1,
                gpu_memory_utilization: float = 0.8, pipeline_parallel_size: int = 1, data_parallel_size: int = 1):
     """The process's live engine with `model_dir`'s weights loaded (reusing it when it can)."""
-    if name == "auto":
-        name = "vllm" if vllm_available() else "transformers"
+    name = resolve_engine_name(name)
     model_dir = str(Path(model_dir).resolve())
     parallel = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
                 "data_parallel_size": data_parallel_size}

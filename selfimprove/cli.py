@@ -53,8 +53,9 @@ def _print_report(store, cfg, run_id: str, seconds: float) -> None:
     print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, rewards, "
           "pairs, sft_examples, bstar_grid, train_runs, evaluations, stage_ledger; views: iteration_summary, pair_lineage)")
     print(f"MLflow:  {tracking_uri(cfg)}  experiment '{experiment_name(cfg)}', parent run {row['mlflow_run_id']}, "
-          f"registered model '{registered_model_name(cfg, run_id)}'  (mlflow ui --backend-store-uri {tracking_uri(cfg)})")
+          f"registered model '{registered_model_name(cfg, run_id)}'")
     print(f"Prefect: flow run {row['prefect_flow_run_id']} ('selfimprove-run' / {run_id})")
+    print(f"UIs:     selfimprove ui --set data_dir={cfg.data_dir}  (Prefect and MLflow on 127.0.0.1)")
     print(f"Resume:  selfimprove run CONFIG --resume {run_id}")
 
 

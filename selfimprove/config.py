@@ -44,6 +44,9 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     data_parallel_size: int = 1
+    # > 1: generation chunks fan out to this many Dask worker processes, an engine each (tasks/fanout.py).
+    workers: int = 1
+    dask_address: str | None = None  # an existing Dask scheduler (tcp://host:8786) instead of a local cluster
 
 
 @dataclass
@@ -315,7 +318,7 @@ def _check_values(config: Config) -> None:
                 "train.batch_size": config.train.batch_size, "train.num_processes": config.train.num_processes,
                 "engine.tensor_parallel_size": config.engine.tensor_parallel_size,
                 "engine.pipeline_parallel_size": config.engine.pipeline_parallel_size,
-                "engine.data_parallel_size": config.engine.data_parallel_size}
+                "engine.data_parallel_size": config.engine.data_parallel_size, "engine.workers": config.engine.workers}
     for where, value in positive.items():
         if value < 1:
             raise ConfigError(f"{where}: must be >= 1, got {value}")
