@@ -77,6 +77,8 @@ class JudgeConfig:
     # "text": the paper's free-text judge, score parsed from the judge's final "Score: N" line.
     # "logprob": the assistant turn is pre-filled with "Score:" and the expected score is read
     # from the next-token probabilities of "0".."5" (G-Eval style; always yields a score).
+    # "pairwise": candidates of a prompt compared two at a time (both orders); score = 5 x mean win
+    # probability (tasks/judge_pairwise.py). Relative scores: self_rewarding with dpo/sft only.
     mode: str = "logprob"
     k: int = 1  # judgments per candidate, averaged (text mode samples k times)
     temperature: float = 0.7
@@ -200,7 +202,7 @@ CHOICES = {
     "engine.name": {"auto", "vllm", "transformers"},
     "data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
     "eval_data.source": {"reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"},
-    "judge.mode": {"text", "logprob"},
+    "judge.mode": {"text", "logprob", "pairwise"},
     "train.algorithm": {"dpo", "sft", "grpo"},
     "train.launcher": {"inprocess", "accelerate"},
     "reward.signals[].name": {"judge", "verifiable", "majority_vote", "self_certainty", "entropy", "borda"},

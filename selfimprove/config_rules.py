@@ -28,6 +28,11 @@ def check_values(config: Config) -> None:
     if config.train.algorithm == "grpo" and config.judge.mode == "text" and \
             any(s.name == "judge" for s in config.reward.signals):
         raise ConfigError("judge.mode: GRPO scores groups inside the trainer with the logprob judge; set judge.mode: logprob")
+    if config.judge.mode == "pairwise" and (config.method.name != "self_rewarding" or config.train.algorithm == "grpo"):
+        # Temporal and B-STaR compare scores from separate judging calls (future samples, probe vs
+        # train); GRPO scores groups inside the trainer. Pairwise scores are relative to one call.
+        raise ConfigError(f"judge.mode: pairwise scores are relative to the candidates judged together; it works with "
+                          f"method self_rewarding and dpo/sft (got {config.method.name} + {config.train.algorithm})")
     _check_launcher(config.train)
     if config.method.name == "bstar" and not config.method.temperatures:
         raise ConfigError("method.temperatures: bstar needs at least one temperature to probe")

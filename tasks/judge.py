@@ -5,6 +5,8 @@ Two modes (config `judge.mode`):
   whose final line does not parse is stored with parsed=false and its raw text, never dropped.
 - logprob: the assistant turn is pre-filled with "Score:" and the expected score is read from
   P("0".."5") in one teacher-forced forward pass; deterministic, so one judgment per candidate.
+- pairwise: each candidate against each other candidate of its prompt, both orders, P("A") vs
+  P("B"); its score is 5 x its mean win probability (tasks/judge_pairwise.py).
 Also reports how well the judge agrees with the verifiable answer (AUC), since a self-reward
 is only as good as that agreement.
 """
@@ -19,6 +21,7 @@ from models.loading import chat_prompt_ids, load_tokenizer, model_hash
 from models.scoring import next_token_logprobs, scoring_model
 from storage.db import Store, now
 from tasks.common import chunks, crash_point, engine_for, progress
+from tasks.judge_pairwise import judge_groups
 from tasks.judge_prompt import SCORE_PREFIX, digit_token_ids, expected_score, judge_prompt, parse_final_score
 
 def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path,
@@ -32,13 +35,20 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
         "SELECT generation_id FROM judgments WHERE run_id = ? AND iteration = ? GROUP BY generation_id "
         "HAVING count(*) >= ?", [run_id, iteration, k])}
     todo = [c for c in candidates if c["generation_id"] not in judged]
-    model, tokenizer = scoring_model(model_dir, cfg.model.dtype) if jc.mode == "logprob" else (None, load_tokenizer(model_dir))
+    if jc.mode == "pairwise":
+        # A score depends on the prompt's other candidates: whole groups are judged and written
+        # together (a chunk is whole groups), so a resumed stage never mixes two tournaments.
+        unfinished = {c["prompt_id"] for c in todo}
+        todo = [c for c in candidates if c["prompt_id"] in unfinished]
+    model, tokenizer = scoring_model(model_dir, cfg.model.dtype) if jc.mode != "text" else (None, load_tokenizer(model_dir))
     digest = model_hash(model_dir)
     started = time.perf_counter()
-    for n, batch in enumerate(chunks(todo, cfg.engine.write_every), start=1):
+    for n, batch in enumerate(_chunks(todo, cfg.engine.write_every, whole_prompts=jc.mode == "pairwise"), start=1):
         texts = [judge_prompt(prompts[c["prompt_id"]]["question"], c["text"]) for c in batch]
         if jc.mode == "logprob":
             scored = judge_logprob(model, tokenizer, texts)
+        elif jc.mode == "pairwise":
+            scored = _judge_pairwise(model, tokenizer, prompts, batch)
         else:
             scored = _judge_text(cfg, model_dir, tokenizer, texts, k, iteration * 104729 + n)
         rows = [{"judgment_id": f"{c['generation_id']}:j{j}", "run_id": run_id, "iteration": iteration,
@@ -54,6 +64,29 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
          "model_hash": digest, "created_at": now()}
         for name, value in stats.items() if isinstance(value, (int, float)) and value is not None])
     return stats
+
+
+def _chunks(candidates: list[dict], size: int, whole_prompts: bool):
+    if not whole_prompts:
+        yield from chunks(candidates, size)
+        return
+    by_prompt: dict[str, list[dict]] = {}
+    for c in candidates:
+        by_prompt.setdefault(c["prompt_id"], []).append(c)
+    for groups in chunks(list(by_prompt.values()), max(1, size // max(len(g) for g in by_prompt.values()))):
+        yield [c for group in groups for c in group]
+
+
+def _judge_pairwise(model, tokenizer, prompts: dict, batch: list[dict]) -> list[list[tuple[str, float | None]]]:
+    """Per candidate of batch (whole prompt groups, in order), its pairwise tournament judgment."""
+    groups: dict[str, list[dict]] = {}
+    for c in batch:
+        groups.setdefault(c["prompt_id"], []).append(c)
+    judged = judge_groups(model, tokenizer, [(prompts[pid]["question"], [c["text"] for c in members])
+                                             for pid, members in groups.items()])
+    by_id = {c["generation_id"]: [verdict] for members, verdicts in zip(groups.values(), judged)
+             for c, verdict in zip(members, verdicts)}
+    return [by_id[c["generation_id"]] for c in batch]
 
 
 def judge_logprob(model, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:

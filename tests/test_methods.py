@@ -62,6 +62,10 @@ def test_method_config_validation():
         load_config(None, ["method=temporal", "train.algorithm=sft"])
     with pytest.raises(ConfigError, match="bstar selects samples offline"):
         load_config(None, ["method.name=bstar", "train.algorithm=grpo"])
+    with pytest.raises(ConfigError, match="judge.mode: pairwise scores are relative"):
+        load_config(None, ["method=temporal", "judge.mode=pairwise"])
+    with pytest.raises(ConfigError, match="judge.mode: pairwise scores are relative"):
+        load_config(None, ["train.algorithm=grpo", "judge.mode=pairwise"])
     with pytest.raises(ConfigError, match=r"method\.name: 'star' is not one of"):
         load_config(None, ["method=star"])
 
@@ -76,6 +80,7 @@ COMBINATIONS = [
                                  "probe_prompts": 4, "probe_samples": 3, "n_star": 2},
                       "reward": {"signals": [{"name": "judge", "weight": 1.0}, {"name": "entropy", "weight": 0.1}]}}),
     ("bstar", "dpo", {"method": {"name": "bstar", "temperatures": [1.0], "probe_prompts": 3, "probe_samples": 3}}),
+    ("self_rewarding", "dpo", {"judge": {"mode": "pairwise"}}),
 ]
 
 
@@ -113,6 +118,13 @@ def test_one_iteration_of_each_method(method, algorithm, extra, tmp_path, tiny_m
         assert trained["num_examples"] == n("SELECT * FROM pairs")
     if method != "bstar":
         assert trained["num_examples"] >= 1
+    if tree["judge"]["mode"] == "pairwise":
+        # One tournament judgment per candidate; each comparison splits one win between two
+        # candidates, so every prompt's scores average exactly 2.5.
+        assert n("SELECT * FROM judgments WHERE mode = 'pairwise'") == n("SELECT * FROM generations WHERE purpose = 'train'")
+        means = store.query("SELECT g.prompt_id, avg(j.score) AS mean FROM judgments j JOIN generations g "
+                            "USING (generation_id) GROUP BY g.prompt_id", [])
+        assert len(means) == 6 and all(abs(r["mean"] - 2.5) < 1e-6 for r in means)
     if method == "temporal":
         assert n("SELECT * FROM generations WHERE purpose = 'train_past'") == 18
         sources = {r["rejected_source"] for r in store.query("SELECT rejected_source FROM pairs", [])}
