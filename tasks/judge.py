@@ -73,6 +73,8 @@ def _chunks(candidates: list[dict], size: int, whole_prompts: bool):
     by_prompt: dict[str, list[dict]] = {}
     for c in candidates:
         by_prompt.setdefault(c["prompt_id"], []).append(c)
+    if not by_prompt:  # everything judged already (a resumed stage)
+        return
     for groups in chunks(list(by_prompt.values()), max(1, size // max(len(g) for g in by_prompt.values()))):
         yield [c for group in groups for c in group]
 

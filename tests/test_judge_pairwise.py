@@ -33,3 +33,13 @@ def test_prompt_and_letters_on_a_real_tokenizer(tiny_model_dir):
     assert letters["A"] and letters["B"] and not set(letters["A"]) & set(letters["B"])
     text = compare_prompt("What is 2 + 2?", "4", "5")
     assert text.index("<response_A>\n4\n") < text.index("<response_B>\n5\n")
+
+
+def test_whole_prompt_chunks_keep_groups_together_and_allow_nothing_left():
+    from tasks.judge import _chunks
+
+    cands = [{"prompt_id": p, "generation_id": f"{p}{i}"} for p in "ab" for i in range(3)] + [{"prompt_id": "c",
+                                                                                              "generation_id": "c0"}]
+    batches = list(_chunks(cands, 4, whole_prompts=True))  # 4 // 3 = one prompt's group per chunk
+    assert [[c["generation_id"] for c in b] for b in batches] == [["a0", "a1", "a2"], ["b0", "b1", "b2"], ["c0"]]
+    assert list(_chunks([], 4, whole_prompts=True)) == []  # a resumed, fully judged stage
