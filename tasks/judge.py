@@ -44,7 +44,8 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     digest = model_hash(model_dir)
     started = time.perf_counter()
     for n, batch in enumerate(_chunks(todo, cfg.engine.write_every, whole_prompts=jc.mode == "pairwise"), start=1):
-        texts = [judge_prompt(prompts[c["prompt_id"]]["question"], c["text"]) for c in batch]
+        texts = [judge_prompt(prompts[c["prompt_id"]]["question"], c["text"]) for c in batch] \
+            if jc.mode != "pairwise" else []
         if jc.mode == "logprob":
             scored = judge_logprob(model, tokenizer, texts)
         elif jc.mode == "pairwise":
@@ -66,13 +67,18 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     return stats
 
 
+def _by_prompt(candidates: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for c in candidates:
+        groups.setdefault(c["prompt_id"], []).append(c)
+    return groups
+
+
 def _chunks(candidates: list[dict], size: int, whole_prompts: bool):
     if not whole_prompts:
         yield from chunks(candidates, size)
         return
-    by_prompt: dict[str, list[dict]] = {}
-    for c in candidates:
-        by_prompt.setdefault(c["prompt_id"], []).append(c)
+    by_prompt = _by_prompt(candidates)
     if not by_prompt:  # everything judged already (a resumed stage)
         return
     for groups in chunks(list(by_prompt.values()), max(1, size // max(len(g) for g in by_prompt.values()))):
@@ -81,9 +87,7 @@ def _chunks(candidates: list[dict], size: int, whole_prompts: bool):
 
 def _judge_pairwise(model, tokenizer, prompts: dict, batch: list[dict]) -> list[list[tuple[str, float | None]]]:
     """Per candidate of batch (whole prompt groups, in order), its pairwise tournament judgment."""
-    groups: dict[str, list[dict]] = {}
-    for c in batch:
-        groups.setdefault(c["prompt_id"], []).append(c)
+    groups = _by_prompt(batch)
     judged = judge_groups(model, tokenizer, [(prompts[pid]["question"], [c["text"] for c in members])
                                              for pid, members in groups.items()])
     by_id = {c["generation_id"]: [verdict] for members, verdicts in zip(groups.values(), judged)
