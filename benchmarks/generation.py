@@ -9,19 +9,16 @@ rest of the process. Both use the model's dtype from --dtype (bf16 default, as t
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfimprove.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
-from models.engines import HfEngine, SamplingSpec, VllmEngine  # noqa: E402
-from models.loading import chat_prompt_ids, load_tokenizer, resolve_model  # noqa: E402
 from selfimprove.config import DataConfig  # noqa: E402
-from tasks.data import build_splits  # noqa: E402
+from selfimprove.models.engines import HfEngine, SamplingSpec, VllmEngine  # noqa: E402
+from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, resolve_model  # noqa: E402
+from selfimprove.tasks.data import build_splits  # noqa: E402
 
 
 def measure(make_engine, prompts, spec) -> dict:

@@ -11,25 +11,22 @@ right and rejected wrong, and judging seconds. "sample" is picking an answer at 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfimprove.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
-from models.engines import SamplingSpec  # noqa: E402
-from models.loading import chat_prompt_ids, load_tokenizer, resolve_model  # noqa: E402
-from models.scoring import scoring_model  # noqa: E402
 from selfimprove.config import load_config  # noqa: E402
-from tasks.answers import extract_answer, is_correct  # noqa: E402
-from tasks.common import engine_for  # noqa: E402
-from tasks.data import build_splits  # noqa: E402
-from tasks.judge import auc, judge_logprob  # noqa: E402
-from tasks.judge_pairwise import judge_groups  # noqa: E402
-from tasks.judge_prompt import judge_prompt  # noqa: E402
+from selfimprove.models.engines import SamplingSpec  # noqa: E402
+from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, resolve_model  # noqa: E402
+from selfimprove.models.scoring import scoring_model  # noqa: E402
+from selfimprove.tasks.answers import extract_answer, is_correct  # noqa: E402
+from selfimprove.tasks.common import engine_for  # noqa: E402
+from selfimprove.tasks.data import build_splits  # noqa: E402
+from selfimprove.tasks.judge import auc, judge_logprob  # noqa: E402
+from selfimprove.tasks.judge_pairwise import judge_groups  # noqa: E402
+from selfimprove.tasks.judge_prompt import judge_prompt  # noqa: E402
 
 
 def picks(groups: list[list[tuple[float, bool]]]) -> dict:
@@ -63,7 +60,8 @@ def main() -> None:
 
     results = {}
     started = time.perf_counter()
-    flat = judge_logprob(model, tokenizer, [judge_prompt(p["question"], t) for p, ts in zip(prompts, texts) for t in ts])
+    asks = [judge_prompt(p["question"], t) for p, ts in zip(prompts, texts) for t in ts]
+    flat = judge_logprob(model, tokenizer, asks)
     scores, it = [], iter(flat)
     for ts in texts:
         scores.append([next(it)[0][1] for _ in ts])

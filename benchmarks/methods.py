@@ -12,12 +12,8 @@ seconds per stage.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfimprove.env import apply_defaults  # noqa: E402
 
 apply_defaults()
@@ -35,25 +31,21 @@ METHODS = {
 
 
 def table(store, run_ids: dict[str, str]) -> str:
-    lines = [f"{'method':<15}{'iter':>5}{'acc':>7}{'maj@k':>7}{'gsm8k':>7}{'kept':>6}{'judge_auc':>10}  seconds per stage"]
-    for method, run_id in run_ids.items():
-        evals = {(r["iteration"], r["split"], r["metric"]): r["value"] for r in store.evaluations(run_id)}
-        ledger = store.query("SELECT iteration, stage, seconds, summary_json FROM stage_ledger WHERE run_id = ? "
-                             "ORDER BY iteration, finished_at", [run_id])
-        iterations = sorted({r["iteration"] for r in ledger})
-        for it in iterations:
-            rows = [r for r in ledger if r["iteration"] == it]
-            build = next((json.loads(r["summary_json"]) for r in rows if r["stage"] == "build"), {})
-            train = next((json.loads(r["summary_json"]) for r in rows if r["stage"] == "train"), {})
-            kept = build.get("pairs", build.get("sft_examples", train.get("examples")))
+    """One block of rows per method, from the same iteration summary `selfimprove show` prints."""
+    from selfimprove.tasks.summary import STAGE_COLUMNS, iteration_rows
 
-            def fmt(v, spec=".3f"):
-                return "-" if v is None else format(v, spec)
-            stages = " ".join(f"{r['stage']}={r['seconds']:.0f}" for r in rows if r["stage"] not in ("prepare",))
-            lines.append(f"{method:<15}{it:>5}{fmt(evals.get((it, 'heldout', 'accuracy_greedy'))):>7}"
-                         f"{fmt(evals.get((it, 'heldout', 'maj_at_k'))):>7}"
-                         f"{fmt(evals.get((it, 'gsm8k', 'accuracy_greedy'))):>7}{fmt(kept, 'd') if kept is not None else '-':>6}"
-                         f"{fmt(evals.get((it, 'train', 'judge_auc'))):>10}  {stages}")
+    def fmt(v, spec=".3f"):
+        return "-" if v is None else format(v, spec)
+
+    lines = [f"{'method':<15}{'iter':>5}{'acc':>7}{'maj@k':>7}{'gsm8k':>7}{'kept':>6}{'judge_auc':>10}"
+             "  seconds per stage"]
+    for method, run_id in run_ids.items():
+        for r in iteration_rows(store, run_id):
+            kept = r["pairs"] if r["pairs"] is not None else r["sft_examples"]
+            stages = " ".join(f"{k[2:]}={r[k]:.0f}" for k in STAGE_COLUMNS if r.get(k) is not None)
+            lines.append(f"{method:<15}{r['iteration']:>5}{fmt(r['accuracy_greedy']):>7}{fmt(r['maj_at_k']):>7}"
+                         f"{fmt(r.get('gsm8k/accuracy_greedy')):>7}{fmt(kept, 'd'):>6}{fmt(r['judge_auc']):>10}"
+                         f"  {stages}")
     return "\n".join(lines)
 
 
@@ -70,8 +62,8 @@ def main() -> None:
     import logging
 
     logging.getLogger("selfimprove").setLevel(logging.INFO)  # stage progress, as the CLI shows it
-    from flows.pipeline import selfimprove_run
-    from tasks.common import store_for
+    from selfimprove.flows.pipeline import selfimprove_run
+    from selfimprove.tasks.common import store_for
 
     stamp = args.stamp or time.strftime("%Y%m%d-%H%M%S")
     print(f"benchmark stamp {stamp} (resume with --stamp {stamp})", flush=True)

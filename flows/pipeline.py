@@ -9,27 +9,28 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from models import registry
-from selfimprove import artifacts
 from selfimprove.config import config_from_dict
-from selfimprove.report import write_report
-from storage.db import now
-from tasks.common import run_dir, run_stage, store_for
-from tasks.evaluate import evaluate_model
-from tasks.gate import gate_iteration
-from tasks.methods import StageContext, get_method
-from tasks.prepare import prepare_run
+from selfimprove.methods import StageContext, get_method
+from selfimprove.models import registry
+from selfimprove.storage.records import Iteration
+from selfimprove.tasks import artifacts
+from selfimprove.tasks.common import run_dir, run_stage, store_for
+from selfimprove.tasks.evaluate import evaluate_model
+from selfimprove.tasks.gate import gate_iteration
+from selfimprove.tasks.prepare import prepare_run
+from selfimprove.tasks.report import write_report
+from selfimprove.tasks.results import EvalResult, GateResult, PrepareResult, StageResult, TrackResult
 
 
 @task(name="prepare-run", cache_policy=NO_CACHE)
-def prepare_task(config: dict, run_id: str) -> dict:
+def prepare_task(config: dict, run_id: str) -> PrepareResult:
     cfg = config_from_dict(config)
     store = store_for(cfg)
     return run_stage(store, run_id, 0, "prepare", lambda: prepare_run(store, cfg, run_id))
 
 
 @task(name="stage", task_run_name="{stage}-{iteration}", cache_policy=NO_CACHE)
-def stage_task(config: dict, run_id: str, iteration: int, model_dir: str, stage: str) -> dict:
+def stage_task(config: dict, run_id: str, iteration: int, model_dir: str, stage: str) -> StageResult:
     """One stage of one iteration, as the configured method defines it."""
     cfg = config_from_dict(config)
     store = store_for(cfg)
@@ -38,7 +39,7 @@ def stage_task(config: dict, run_id: str, iteration: int, model_dir: str, stage:
 
 
 @task(name="evaluate-seed", cache_policy=NO_CACHE)
-def evaluate_seed_task(config: dict, run_id: str, model_dir: str) -> dict:
+def evaluate_seed_task(config: dict, run_id: str, model_dir: str) -> EvalResult:
     cfg = config_from_dict(config)
     store = store_for(cfg)
     return run_stage(store, run_id, 0, "evaluate", lambda: evaluate_model(store, cfg, run_id, 0, model_dir))
@@ -48,37 +49,38 @@ METRIC_PREFIX = {"evaluate": "eval", "build": "pairs", "score": "reward"}  # MLf
 
 
 @task(name="track-mlflow", task_run_name="track-{iteration}", cache_policy=NO_CACHE)
-def track_task(config: dict, run_id: str, iteration: int, model_dir: str, stages: dict) -> dict:
+def track_task(config: dict, run_id: str, iteration: int, model_dir: str,
+               stages: dict[str, StageResult]) -> TrackResult:
     """Metrics (stage/name, step=iteration) on the parent and iteration runs; register the model."""
     cfg = config_from_dict(config)
     store = store_for(cfg)
 
     def work():
-        parent = store.run(run_id)["mlflow_run_id"]
+        parent = store.run(run_id).mlflow_run_id
         row = store.iteration(run_id, iteration)
-        child = registry.start_iteration_run(cfg, parent, run_id, iteration, row and row["mlflow_run_id"])
-        store.update_iteration(run_id, iteration, mlflow_run_id=child)
+        child = registry.start_iteration_run(cfg, parent, run_id, iteration, row and row.mlflow_run_id)
+        store.set_iteration_mlflow_run(run_id, iteration, child)
         metrics = {f"{METRIC_PREFIX.get(stage, stage)}/{name}": value
-                   for stage, summary in stages.items() for name, value in summary.items()}
+                   for stage, result in stages.items() for name, value in result.metrics().items()}
         registry.log_metrics(cfg, [parent, child], metrics, step=iteration)
         version = registry.register_model(cfg, child, run_id, iteration, model_dir)
         registry.finish_run(cfg, child)
-        return {"mlflow_run_id": child, "model_version": version}
+        return TrackResult(mlflow_run_id=child, model_version=version)
     return run_stage(store, run_id, iteration, "track", work)
 
 
 @task(name="gate", task_run_name="gate-{iteration}", cache_policy=NO_CACHE)
-def gate_task(config: dict, run_id: str, iteration: int) -> dict:
+def gate_task(config: dict, run_id: str, iteration: int) -> GateResult:
     """Accept or reject the iteration's model (champion gating); say where the next one starts."""
     cfg = config_from_dict(config)
     store = store_for(cfg)
 
     def work():
         decision = gate_iteration(store, cfg, run_id, iteration)
-        child = store.iteration(run_id, iteration)["mlflow_run_id"]
-        registry.mark_gate(cfg, run_id, iteration, child, decision["accepted"])
-        registry.log_metrics(cfg, [store.run(run_id)["mlflow_run_id"]], {
-            "gate/accepted": float(decision["accepted"]), "gate/champion_iteration": decision["champion_iteration"]},
+        child = store.iteration(run_id, iteration).mlflow_run_id
+        registry.mark_gate(cfg, run_id, iteration, child, decision.accepted)
+        registry.log_metrics(cfg, [store.run(run_id).mlflow_run_id], {
+            "gate/accepted": float(decision.accepted), "gate/champion_iteration": decision.champion_iteration},
             step=iteration)
         return decision
     return run_stage(store, run_id, iteration, "gate", work)
@@ -98,31 +100,31 @@ def report_task(config: dict, run_id: str) -> list[str]:
     store = store_for(cfg)
     out = run_dir(cfg, run_id) / "report"
     files = write_report(store, run_id, out)
-    where = registry.log_report(cfg, store.run(run_id)["mlflow_run_id"], out)
+    where = registry.log_report(cfg, store.run(run_id).mlflow_run_id, out)
     artifacts.publish_report(store, run_id, files, where)
     return [str(f) for f in files]
 
 
-@flow(name="iteration", flow_run_name="iteration-{iteration}", log_prints=False)
-def iteration_flow(config: dict, run_id: str, iteration: int, model_dir: str) -> dict:
+# Named after the run: in Prefect's run list two runs' iterations can be told apart.
+@flow(name="iteration", flow_run_name="{run_id}-iteration-{iteration}", log_prints=False)
+def iteration_flow(config: dict, run_id: str, iteration: int, model_dir: str) -> dict[str, StageResult]:
+    """One iteration: its method's stages in order, then tracking and gating. Returns each stage's result."""
     cfg = config_from_dict(config)
     store = store_for(cfg)
-    store.append("iterations", [{"run_id": run_id, "iteration": iteration, "model_path": None, "model_hash": None,
-                                 "started_at": now()}])
-    stages = {}
+    store.add([Iteration(run_id, iteration, None, None)])
+    stages: dict[str, StageResult] = {}
     for stage in get_method(cfg.method.name).stages(cfg):
         stages[stage] = stage_task(config, run_id, iteration, model_dir, stage)
-        if stage == "train":
-            store.update_iteration(run_id, iteration, model_path=stages[stage]["model_dir"],
-                                   model_hash=stages[stage]["model_hash"])
-    tracked = track_task(config, run_id, iteration, stages["train"]["model_dir"], stages)
-    gated = gate_task(config, run_id, iteration)
+    trained = stages["train"]
+    store.set_iteration_model(run_id, iteration, trained.model_dir, trained.model_hash)
+    stages["track"] = track_task(config, run_id, iteration, trained.model_dir, stages)
+    stages["gate"] = gate_task(config, run_id, iteration)
     artifacts_task(config, run_id, iteration)
-    return {**stages, "track": tracked, "gate": gated, "model_dir": gated["model_dir"]}
+    return stages
 
 
 @flow(name="selfimprove-run", flow_run_name="{run_id}", log_prints=False)
-def selfimprove_run(config: dict, run_id: str) -> list[dict]:
+def selfimprove_run(config: dict, run_id: str) -> list[dict[str, StageResult]]:
     """The whole run: baseline evaluation of the seed model (iteration 0), then N iterations."""
     from prefect.runtime import flow_run
 
@@ -130,20 +132,20 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict]:
     store = store_for(cfg)
     prepared = prepare_task(config, run_id)
     row = store.run(run_id)
-    parent = registry.start_parent_run(cfg, run_id, row["mlflow_run_id"], tags={
+    parent = registry.start_parent_run(cfg, run_id, row.mlflow_run_id, tags={
         "prefect.flow_run_id": str(flow_run.id), "selfimprove.duckdb": str(store.path.resolve())})
     store.update_run(run_id, mlflow_run_id=parent, prefect_flow_run_id=str(flow_run.id))
-    model_dir = prepared["seed_dir"]
+    model_dir = prepared.seed_dir
     baseline = evaluate_seed_task(config, run_id, model_dir)
     track_task(config, run_id, 0, model_dir, {"evaluate": baseline})
     gate_task(config, run_id, 0)  # the seed is the first champion
     artifacts_task(config, run_id, 0)
-    results = [{"iteration": 0, "eval": baseline}]
+    results: list[dict[str, StageResult]] = [{"evaluate": baseline}]
     try:
         for iteration in range(1, cfg.iterations + 1):
             result = iteration_flow(config, run_id, iteration, model_dir)
-            results.append({"iteration": iteration, **result})
-            model_dir = result["model_dir"]
+            results.append(result)
+            model_dir = result["gate"].model_dir
     except Exception:
         registry.finish_run(cfg, parent, "FAILED")  # a resume re-attaches to this run
         raise

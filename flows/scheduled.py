@@ -7,9 +7,9 @@ import logging
 
 from prefect import flow
 
-from flows.pipeline import selfimprove_run
 from selfimprove.config import config_from_dict
-from tasks.common import new_run_id, store_for
+from selfimprove.flows.pipeline import selfimprove_run
+from selfimprove.tasks.common import new_run_id, store_for
 
 log = logging.getLogger("selfimprove")
 

@@ -31,7 +31,7 @@ def resolve_model(spec: str, data_dir: str | Path) -> Path:
     if spec == TINY:
         target = Path(data_dir) / "models" / "seed" / "tiny-llama"
         if not has_weights(target):
-            from models.tiny import build_tiny_model
+            from selfimprove.models.tiny import build_tiny_model
             build_tiny_model(target)
         return target
     if spec in EMBEDDED:

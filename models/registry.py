@@ -18,6 +18,12 @@ def tracking_uri(cfg) -> str:
     return cfg.mlflow.tracking_uri or f"sqlite:///{Path(cfg.data_dir).resolve() / 'mlflow.db'}"
 
 
+def run_charts_url(ui_base: str, experiment_id: str, mlflow_run_id: str) -> str:
+    """The MLflow UI page charting a run's metrics (MLflow 3.17's run page, "Model metrics" tab; the
+    experiment page itself may open on the GenAI overview with '0 traces')."""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{mlflow_run_id}/model-metrics"
+
+
 def _client(cfg):
     import mlflow
     from mlflow import MlflowClient

@@ -1,18 +1,21 @@
 """Teacher-forced forward passes: the model's full next-token distribution after a prompt.
 
-Used by the forced-format judge (read P("0".."5") after "Score:") and by any signal that needs
-exact probabilities rather than an engine's top-k logprobs.
+Used by the forced-format judges (read P("0".."5") after "Score:", P("A") vs P("B")) and by the
+confidence signals (self-certainty, entropy), offline and inside GRPO alike. One dtype for all of
+them, float32: scores then do not depend on which path computed them, and small differences
+between candidates are not rounded away (bf16 keeps ~3 significant digits).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 _CACHE: dict = {}
+SCORING_DTYPE = "float32"
 
 
-def scoring_model(model_dir: str | Path, dtype: str = "float32"):
+def scoring_model(model_dir: str | Path, dtype: str = SCORING_DTYPE):
     """(model, tokenizer) for `model_dir`, kept loaded until another dir is asked for."""
-    from models.loading import load_model, load_tokenizer
+    from selfimprove.models.loading import load_model, load_tokenizer
 
     key = (str(Path(model_dir).resolve()), dtype)
     if _CACHE.get("key") != key:

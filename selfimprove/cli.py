@@ -6,23 +6,21 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
+from importlib.resources import as_file
 
 from selfimprove.env import apply_defaults
 
 apply_defaults()
 
-from models.loading import ModelPathError  # noqa: E402
 from selfimprove.config import ConfigError, load_config  # noqa: E402
-from tasks.data import DataError  # noqa: E402
-
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+from selfimprove.models.loading import ModelPathError  # noqa: E402
+from selfimprove.tasks.data import DataError  # noqa: E402
 
 
 def cmd_run(config_path: str | None, overrides: list[str], run_id: str | None, resume: str | None) -> int:
     cfg = load_config(config_path, overrides)
-    from models.loading import resolve_model
-    from tasks.common import new_run_id, store_for
+    from selfimprove.models.loading import resolve_model
+    from selfimprove.tasks.common import new_run_id, store_for
 
     store = store_for(cfg)
     if resume:
@@ -34,60 +32,83 @@ def cmd_run(config_path: str | None, overrides: list[str], run_id: str | None, r
         resolve_model(cfg.model.path, cfg.data_dir)  # fail fast, before any flow starts
     except ModelPathError as exc:
         raise ConfigError(str(exc)) from None
-    from flows.pipeline import selfimprove_run
+    from selfimprove.flows.pipeline import selfimprove_run
+    from selfimprove.prefect_server import PrefectServerError, prefect_api
 
-    print(f"run {run_id}: {cfg.iterations} iteration(s) of {cfg.method.name} ({cfg.train.algorithm}) on {cfg.model.path}", flush=True)
+    print(f"run {run_id}: {cfg.iterations} iteration(s) of {cfg.method.name} ({cfg.train.algorithm}) "
+          f"on {cfg.model.path}", flush=True)
     started = time.perf_counter()
-    selfimprove_run(config=cfg.to_dict(), run_id=run_id)
+    try:
+        with prefect_api():  # PREFECT_API_URL, else a temporary server that dies with this process
+            selfimprove_run(config=cfg.to_dict(), run_id=run_id)
+    except PrefectServerError as exc:
+        print(f"selfimprove: {exc}", file=sys.stderr)
+        return 1
     _print_report(store, cfg, run_id, time.perf_counter() - started)
     return 0
 
 
 def _print_report(store, cfg, run_id: str, seconds: float) -> None:
-    from models.registry import experiment_name, registered_model_name, tracking_uri
-    from selfimprove.summary import iteration_table
+    from urllib.parse import urlsplit
+
+    from selfimprove.models.registry import experiment_name, registered_model_name, run_charts_url, tracking_uri
+    from selfimprove.tasks.summary import iteration_table
 
     row = store.run(run_id)
+    uri = urlsplit(tracking_uri(cfg))
+    if uri.username or uri.password:  # never print credentials embedded in a tracking URI
+        uri = uri._replace(netloc=uri.hostname + (f":{uri.port}" if uri.port else ""))
+    remote = uri.scheme in ("http", "https")
     print(f"\nrun {run_id} finished in {seconds / 60:.1f} min\n")
     print(iteration_table(store, run_id))
     print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, rewards, "
-          "pairs, sft_examples, bstar_grid, train_runs, evaluations, stage_ledger; views: iteration_summary, pair_lineage)")
-    print(f"MLflow:  {tracking_uri(cfg)}  experiment '{experiment_name(cfg)}', parent run {row['mlflow_run_id']}, "
+          "pairs, sft_examples, bstar_grid, train_runs, evaluations, stage_ledger; "
+          "views: iteration_summary, pair_lineage)")
+    print(f"MLflow:  {uri.geturl()}  experiment '{experiment_name(cfg)}', parent run {row.mlflow_run_id}, "
           f"registered model '{registered_model_name(cfg, run_id)}'")
-    print(f"Prefect: flow run {row['prefect_flow_run_id']} ('selfimprove-run' / {run_id})")
+    print(f"Prefect: flow run {row.prefect_flow_run_id} ('selfimprove-run' / {run_id})")
     print(f"UIs:     selfimprove ui --set data_dir={cfg.data_dir}  (Prefect and MLflow on 127.0.0.1)")
+    try:
+        import mlflow
+
+        experiment_id = mlflow.MlflowClient(tracking_uri(cfg)).get_run(row.mlflow_run_id).info.experiment_id
+        ui_base = uri.geturl() if remote else "http://127.0.0.1:5000"
+        print(f"Charts:  {run_charts_url(ui_base, experiment_id, row.mlflow_run_id)}"
+              + ("" if remote else "  (start the UIs first: the line above)"))
+    except Exception as exc:  # noqa: BLE001 - a link is a convenience; the run itself finished
+        logging.getLogger("selfimprove").debug("no charts link: %s", exc)
     print(f"Resume:  selfimprove run CONFIG --resume {run_id}")
 
 
 def cmd_runs(config_path: str | None, overrides: list[str]) -> int:
-    from tasks.common import store_for
+    from selfimprove.tasks.common import store_for
 
     cfg = load_config(config_path, overrides)
     for r in store_for(cfg, create=False).runs():
-        print(f"{r['run_id']}  {r['method']}  {r['created_at']:%Y-%m-%d %H:%M}  {r['seed_model']}")
+        print(f"{r.run_id}  {r.method}  {r.created_at:%Y-%m-%d %H:%M}  {r.seed_model}")
     return 0
 
 
 def cmd_show(config_path: str | None, overrides: list[str], run_id: str, show_config: bool) -> int:
-    from selfimprove.summary import iteration_table
-    from tasks.common import store_for
+    from selfimprove.tasks.common import store_for
+    from selfimprove.tasks.summary import iteration_table
 
     store = store_for(load_config(config_path, overrides), create=False)
     row = store.run(run_id)
     if row is None:
         raise ConfigError(f"no run {run_id!r} in {store.path} (see `selfimprove runs`)")
-    done = store.query("SELECT iteration, stage FROM stage_ledger WHERE run_id = ? ORDER BY finished_at", [run_id])
-    print(f"run {run_id} ({row['method']}, seed {row['seed_model']}), {len(done)} stages done; "
-          f"last: {done[-1]['stage'] + ' of iteration ' + str(done[-1]['iteration']) if done else 'none'}\n")
+    done = store.ledger(run_id)
+    print(f"run {run_id} ({row.method}, seed {row.seed_model}), {len(done)} stages done; "
+          f"last: {done[-1].stage + ' of iteration ' + str(done[-1].iteration) if done else 'none'}\n")
     print(iteration_table(store, run_id))
     if show_config:
-        print(json.dumps(json.loads(row["config_json"]), indent=2))
+        print(json.dumps(json.loads(row.config_json), indent=2))
     return 0
 
 
 def cmd_report(config_path, overrides, run_id: str, out: str | None) -> int:
-    from selfimprove.report import write_report
-    from tasks.common import run_dir, store_for
+    from selfimprove.tasks.common import run_dir, store_for
+    from selfimprove.tasks.report import write_report
 
     cfg = load_config(config_path, overrides)
     store = store_for(cfg, create=False)
@@ -100,7 +121,7 @@ def cmd_report(config_path, overrides, run_id: str, out: str | None) -> int:
 
 def cmd_sql(config_path, overrides, query: str) -> int:
     """Read-only SQL over the project's DuckDB file (tables and views listed in the README)."""
-    from tasks.common import store_for
+    from selfimprove.tasks.common import store_for
 
     store = store_for(load_config(config_path, overrides), create=False)
     try:
@@ -167,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("selfimprove").setLevel(logging.INFO)
     try:
         if args.verb == "demo":
-            return cmd_run(str(DEMO_CONFIG), args.overrides, None, None)
+            from selfimprove.configs import shipped
+
+            with as_file(shipped("demo.yaml")) as demo_config:
+                return cmd_run(str(demo_config), args.overrides, None, None)
         if args.verb == "run":
             return cmd_run(args.config, args.overrides, args.run_id, args.resume)
         if args.verb == "runs":

@@ -8,6 +8,7 @@ here too; schedules (`selfimprove serve`) need this server running.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ def _bin(name: str) -> str:
 
 
 def server_commands(cfg, host: str, prefect_port: int, mlflow_port: int) -> dict[str, list[str]]:
-    from models.registry import tracking_uri
+    from selfimprove.models.registry import tracking_uri
 
     artifacts = (Path(cfg.data_dir).resolve() / "mlartifacts").as_uri()
     return {
@@ -55,6 +56,45 @@ def _stop(procs: dict[str, subprocess.Popen], grace: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _mlflow_post(base: str, endpoint: str, body: dict) -> dict:
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def newest_run_links(mlflow_url: str, limit: int = 3) -> list[tuple[str, str]]:
+    """(run name, metric-charts URL) of the newest pipeline runs (parent runs) in the MLflow server's store."""
+    from selfimprove.models.registry import run_charts_url
+
+    experiments = _mlflow_post(mlflow_url, "experiments/search", {"max_results": 1000}).get("experiments", [])
+    if not experiments:
+        return []
+    found = _mlflow_post(mlflow_url, "runs/search", {
+        "experiment_ids": [e["experiment_id"] for e in experiments], "max_results": 200,
+        "order_by": ["attributes.start_time DESC"]}).get("runs", [])
+    links = []
+    for run in found:
+        tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+        if "selfimprove.run_id" in tags and "mlflow.parentRunId" not in tags:
+            info = run["info"]
+            links.append((info.get("run_name") or tags["selfimprove.run_id"],
+                          run_charts_url(mlflow_url, info["experiment_id"], info["run_id"])))
+    return links[:limit]
+
+
+def _print_run_links(mlflow_url: str) -> None:
+    try:
+        links = newest_run_links(mlflow_url)
+    except (OSError, ValueError, KeyError) as exc:  # the links are a convenience: never fail the UI over them
+        print(f"(could not list runs from MLflow: {exc})", flush=True)
+        return
+    if links:
+        print("metric charts of the newest runs:", flush=True)
+        for name, url in links:
+            print(f"  {name}  {url}", flush=True)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -88,13 +128,15 @@ def run_ui(cfg, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: 
         while not stop_requested:
             for name, proc in procs.items():
                 if proc.poll() is not None:
+                    log = log_dir / f"{name}.log"
                     print(f"selfimprove ui: the {name} server exited (code {proc.returncode}); its log "
-                          f"{log_dir / (name + '.log')} ends with:\n{_tail(log_dir / (name + '.log'))}", file=sys.stderr)
+                          f"{log} ends with:\n{_tail(log)}", file=sys.stderr)
                     return 1
             for name in [n for n in waiting if healthy(urls[n] + HEALTH[n])]:
                 waiting.discard(name)
                 print(f"{name:8} {urls[name]}", flush=True)
                 if not waiting:
+                    _print_run_links(urls["mlflow"])
                     print(f"ready. Point runs and schedules at this Prefect server with\n"
                           f"  export PREFECT_API_URL={urls['prefect']}/api\n"
                           f"Logs in {log_dir}. Ctrl-C stops both.", flush=True)

@@ -3,23 +3,24 @@
 DuckDB allows one writing process per file, so every call opens the file, does one short
 transaction and closes it: a reader (`selfimprove show`, `sql`) can get in between writes, and
 a killed process leaves no half-written transaction behind.
+
+Writes take typed records (storage/records.py); reads return them (storage/queries.py).
+`query` runs SQL a user or a test wrote (read-only), e.g. `selfimprove sql`.
 """
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from storage.schema import TABLES, VIEWS
+from selfimprove.storage.queries import Queries
+from selfimprove.storage.records import TABLE_OF, LedgerEntry, columns, now
+from selfimprove.storage.schema import TABLES, VIEWS
 
-
-def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+__all__ = ["Store", "now"]
 
 
 def _add_missing_columns(con, table: str, columns_sql: str) -> None:
@@ -32,7 +33,7 @@ def _add_missing_columns(con, table: str, columns_sql: str) -> None:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {words[0]} {words[1]}")
 
 
-class Store:
+class Store(Queries):
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
         if not create:  # a reader: never takes the write lock, so it can run beside a writing run
@@ -41,9 +42,9 @@ class Store:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
-            for name, columns in TABLES.items():
-                con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
-                _add_missing_columns(con, name, columns)
+            for name, columns_sql in TABLES.items():
+                con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns_sql})")
+                _add_missing_columns(con, name, columns_sql)
             for name, query in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
 
@@ -64,15 +65,17 @@ class Store:
             con.close()
 
     # ---- writes -------------------------------------------------------------------------------
-    def append(self, table: str, rows: list[dict]) -> int:
-        """Insert rows, ignoring those whose key already exists. Returns rows actually added."""
-        if not rows:
+    def add(self, records: list) -> int:
+        """Insert typed records (all of one type), ignoring those whose key already exists.
+        Returns the rows actually added."""
+        if not records:
             return 0
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}")
-        columns = list(rows[0])
-        batch = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
-        col_sql = ", ".join(columns)
+        kind = type(records[0])
+        if kind not in TABLE_OF or any(type(r) is not kind for r in records):
+            raise TypeError(f"Store.add takes records of one storage/records.py type, got {kind.__name__}")
+        table, names = TABLE_OF[kind], columns(kind)
+        batch = pa.Table.from_pydict({n: [getattr(r, n) for r in records] for n in names})
+        col_sql = ", ".join(names)
         with self.connect() as con:
             before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             con.register("batch", batch)
@@ -81,74 +84,45 @@ class Store:
             con.unregister("batch")
         return after - before
 
-    def update_run(self, run_id: str, **fields) -> None:
-        """The one in-place write: late-known ids (MLflow, Prefect) on the run's own row."""
-        sets = ", ".join(f"{k} = ?" for k in fields)
+    def update_run(self, run_id: str, *, mlflow_run_id: str, prefect_flow_run_id: str) -> None:
+        """The one in-place write on a run: the late-known MLflow and Prefect ids."""
         with self.connect() as con:
-            con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
+            con.execute("UPDATE runs SET mlflow_run_id = ?, prefect_flow_run_id = ? WHERE run_id = ?",
+                        [mlflow_run_id, prefect_flow_run_id, run_id])
 
-    def update_iteration(self, run_id: str, iteration: int, **fields) -> None:
-        sets = ", ".join(f"{k} = ?" for k in fields)
+    def set_iteration_model(self, run_id: str, iteration: int, model_path: str, model_hash: str) -> None:
+        self._update_iteration(run_id, iteration, "model_path = ?, model_hash = ?", [model_path, model_hash])
+
+    def set_iteration_mlflow_run(self, run_id: str, iteration: int, mlflow_run_id: str) -> None:
+        self._update_iteration(run_id, iteration, "mlflow_run_id = ?", [mlflow_run_id])
+
+    def set_iteration_accepted(self, run_id: str, iteration: int, accepted: bool) -> None:
+        self._update_iteration(run_id, iteration, "accepted = ?", [accepted])
+
+    def _update_iteration(self, run_id: str, iteration: int, sets: str, values: list) -> None:
         with self.connect() as con:
             con.execute(f"UPDATE iterations SET {sets} WHERE run_id = ? AND iteration = ?",
-                        [*fields.values(), run_id, iteration])
+                        [*values, run_id, iteration])
 
-    def mark_stage_done(self, run_id: str, iteration: int, stage: str, seconds: float, summary: dict) -> None:
-        self.append("stage_ledger", [{
-            "run_id": run_id, "iteration": iteration, "stage": stage, "seconds": seconds,
-            "summary_json": json.dumps(summary, default=float), "finished_at": now()}])
+    def mark_stage_done(self, run_id: str, iteration: int, stage: str, seconds: float, summary_json: str) -> None:
+        self.add([LedgerEntry(run_id, iteration, stage, seconds, summary_json, now())])
 
-    # ---- reads --------------------------------------------------------------------------------
+    def discard_unfinished_grpo(self, run_id: str, iteration: int) -> int:
+        """Rows of a GRPO train stage that never finished (a crashed attempt): the retrained model
+        is made from new completions, so the old attempt's rows would describe a model that does
+        not exist. Only called before the stage is ledgered. Returns the generations removed."""
+        with self.connect() as con:
+            ids = "SELECT generation_id FROM generations WHERE run_id = ? AND iteration = ? AND purpose = 'grpo'"
+            con.execute(f"DELETE FROM rewards WHERE generation_id IN ({ids})", [run_id, iteration])
+            removed = con.execute(f"SELECT count(*) FROM ({ids})", [run_id, iteration]).fetchall()[0][0]
+            con.execute("DELETE FROM generations WHERE run_id = ? AND iteration = ? AND purpose = 'grpo'",
+                        [run_id, iteration])
+        return removed
+
+    # ---- SQL written by a user or a test ----------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> list[dict]:
+        """Read-only: rows as dicts (`selfimprove sql`, tests). The pipeline uses the typed reads."""
         with self.connect(read_only=True) as con:
             cur = con.execute(sql, params or [])
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
-
-    def stage_summary(self, run_id: str, iteration: int, stage: str) -> dict | None:
-        rows = self.query("SELECT summary_json FROM stage_ledger WHERE run_id = ? AND iteration = ? AND stage = ?",
-                          [run_id, iteration, stage])
-        return json.loads(rows[0]["summary_json"]) if rows else None
-
-    def run(self, run_id: str) -> dict | None:
-        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        return rows[0] if rows else None
-
-    def iteration(self, run_id: str, iteration: int) -> dict | None:
-        rows = self.query("SELECT * FROM iterations WHERE run_id = ? AND iteration = ?", [run_id, iteration])
-        return rows[0] if rows else None
-
-    def prompts(self, run_id: str, split: str) -> list[dict]:
-        return self.query("SELECT * FROM prompts WHERE run_id = ? AND split = ? ORDER BY prompt_id",
-                          [run_id, split])
-
-    def generations(self, run_id: str, iteration: int, purpose: str) -> list[dict]:
-        return self.query(
-            "SELECT * FROM generations WHERE run_id = ? AND iteration = ? AND purpose = ? "
-            "ORDER BY prompt_id, sample_index", [run_id, iteration, purpose])
-
-    def judgments(self, run_id: str, iteration: int) -> list[dict]:
-        return self.query("SELECT * FROM judgments WHERE run_id = ? AND iteration = ? ORDER BY judgment_id",
-                          [run_id, iteration])
-
-    def pairs(self, run_id: str, iteration: int) -> list[dict]:
-        return self.query(
-            "SELECT p.*, pr.prompt_text, c.text AS chosen_text, r.text AS rejected_text FROM pairs p "
-            "JOIN prompts pr ON pr.run_id = p.run_id AND pr.prompt_id = p.prompt_id "
-            "JOIN generations c ON c.generation_id = p.chosen_generation_id "
-            "JOIN generations r ON r.generation_id = p.rejected_generation_id "
-            "WHERE p.run_id = ? AND p.iteration = ? ORDER BY p.prompt_id", [run_id, iteration])
-
-    def evaluations(self, run_id: str) -> list[dict]:
-        return self.query("SELECT * FROM evaluations WHERE run_id = ? ORDER BY iteration, split, metric", [run_id])
-
-    def runs(self) -> list[dict]:
-        return self.query("SELECT run_id, project, method, created_at, seed_model FROM runs ORDER BY created_at")
-
-    def latest_unfinished_run(self, config_hash: str, iterations: int) -> str | None:
-        """The newest run with this config whose last iteration has not been gated (it stopped early)."""
-        rows = self.query(
-            "SELECT run_id FROM runs r WHERE config_hash = ? AND NOT EXISTS (SELECT 1 FROM stage_ledger l "
-            "WHERE l.run_id = r.run_id AND l.stage = 'gate' AND l.iteration = ?) ORDER BY created_at DESC LIMIT 1",
-            [config_hash, iterations])
-        return rows[0]["run_id"] if rows else None

@@ -61,16 +61,42 @@ TABLES = {
 }
 
 VIEWS = {
-    # One row per iteration: the numbers a user compares first.
+    # One row per iteration: the numbers a user compares first. The one definition of the summary:
+    # `show`, the report, the Prefect artifacts and benchmarks/methods.py all read this view.
     "iteration_summary": """
-        SELECT e.run_id, e.iteration,
-          max(CASE WHEN metric = 'accuracy_greedy' AND split = 'heldout' THEN value END) AS accuracy_greedy,
-          max(CASE WHEN metric = 'maj_at_k' AND split = 'heldout' THEN value END) AS maj_at_k,
-          max(CASE WHEN metric = 'mean_response_tokens' AND split = 'heldout' THEN value END) AS mean_response_tokens,
-          max(CASE WHEN metric = 'judge_auc' THEN value END) AS judge_auc,
-          max(CASE WHEN metric = 'judge_parse_failure_rate' THEN value END) AS judge_parse_failure_rate,
-          (SELECT count(*) FROM pairs p WHERE p.run_id = e.run_id AND p.iteration = e.iteration) AS pairs
-        FROM evaluations e GROUP BY e.run_id, e.iteration""",
+        WITH e AS (
+          SELECT run_id, iteration,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'accuracy_greedy') AS accuracy_greedy,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'maj_at_k') AS maj_at_k,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'pass_at_k') AS pass_at_k,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'mean_response_tokens') AS mean_response_tokens,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'no_answer_rate') AS no_answer_rate,
+            max(value) FILTER (WHERE split = 'train' AND metric = 'judge_score_mean') AS judge_score_mean,
+            max(value) FILTER (WHERE split = 'train' AND metric = 'judge_auc') AS judge_auc,
+            max(value) FILTER (WHERE split = 'train' AND metric = 'judge_parse_failure_rate')
+              AS judge_parse_failure_rate
+          FROM evaluations GROUP BY run_id, iteration),
+        l AS (
+          SELECT run_id, iteration,
+            max(seconds) FILTER (WHERE stage = 'probe') AS t_probe,
+            max(seconds) FILTER (WHERE stage = 'generate') AS t_generate,
+            max(seconds) FILTER (WHERE stage = 'judge') AS t_judge,
+            max(seconds) FILTER (WHERE stage = 'score') AS t_score,
+            max(seconds) FILTER (WHERE stage = 'build') AS t_build,
+            max(seconds) FILTER (WHERE stage = 'train') AS t_train,
+            max(seconds) FILTER (WHERE stage = 'evaluate') AS t_evaluate,
+            max(seconds) FILTER (WHERE stage = 'track') AS t_track
+          FROM stage_ledger GROUP BY run_id, iteration),
+        p AS (SELECT run_id, iteration, count(*) AS pairs FROM pairs GROUP BY run_id, iteration),
+        s AS (SELECT run_id, iteration, count(*) AS sft_examples FROM sft_examples GROUP BY run_id, iteration)
+        SELECT i.run_id, i.iteration, e.accuracy_greedy, e.maj_at_k, e.pass_at_k, e.mean_response_tokens,
+          e.no_answer_rate, e.judge_score_mean, e.judge_auc, e.judge_parse_failure_rate, p.pairs, s.sft_examples,
+          t.train_loss, i.accepted, l.t_probe, l.t_generate, l.t_judge, l.t_score, l.t_build, l.t_train,
+          l.t_evaluate, l.t_track
+        FROM iterations i
+        LEFT JOIN e USING (run_id, iteration) LEFT JOIN l USING (run_id, iteration)
+        LEFT JOIN p USING (run_id, iteration) LEFT JOIN s USING (run_id, iteration)
+        LEFT JOIN train_runs t USING (run_id, iteration)""",
     # Each pair with both texts and the model that produced each side.
     "pair_lineage": """
         SELECT p.run_id, p.iteration, p.prompt_id, pr.question, c.text AS chosen, r.text AS rejected,

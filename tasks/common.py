@@ -1,18 +1,23 @@
 """What every stage shares: the stage ledger wrapper, the engine from config, chunked progress."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 from selfimprove.config import Config
-from storage.db import Store
+from selfimprove.storage.db import Store
+from selfimprove.tasks.results import StageResult, from_json
+
+R = TypeVar("R", bound=StageResult)
 
 log = logging.getLogger("selfimprove")
 
@@ -30,28 +35,34 @@ def run_dir(cfg: Config, run_id: str) -> Path:
     return Path(cfg.data_dir) / "runs" / run_id
 
 
-def run_stage(store: Store, run_id: str, iteration: int, stage: str, fn: Callable[[], dict]) -> dict:
+def run_stage(store: Store, run_id: str, iteration: int, stage: str, fn: Callable[[], R]) -> R:
     """Run `fn` unless the ledger says this stage of this iteration already finished.
 
     A stage writes its rows with idempotent keys and the ledger row last, so a stage killed
-    half-way is simply run again: rows already written are kept, the rest are added.
+    half-way is simply run again: rows already written are kept, the rest are added. A finished
+    stage returns its typed result from the ledger.
     """
-    done = store.stage_summary(run_id, iteration, stage)
+    done = store.ledger_entry(run_id, iteration, stage)
     if done is not None:
         log.info("iteration %d %s: already done, skipping", iteration, stage)
-        return done
+        return from_json(done.summary_json)
     started = time.perf_counter()
-    summary = fn()
-    seconds = time.perf_counter() - started
-    summary["seconds"] = round(seconds, 2)
-    store.mark_stage_done(run_id, iteration, stage, seconds, summary)
-    log.info("iteration %d %s: done in %.1fs %s", iteration, stage, seconds, _short(summary))
-    return summary
+    result = fn()
+    result.seconds = round(time.perf_counter() - started, 2)
+    store.mark_stage_done(run_id, iteration, stage, result.seconds, result.to_json())
+    log.info("iteration %d %s: done in %.1fs %s", iteration, stage, result.seconds, _short(result.metrics()))
+    return result
 
 
-def _short(summary: dict) -> str:
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()
-            if isinstance(v, (int, float, str)) and k != "seconds"}.__repr__()[:300]
+def content_seed(*parts) -> int:
+    """A sampling seed from what is sampled (config seed, iteration, purpose, prompt, sample index),
+    never from how much work was left: a resumed stage draws the same seeds as an uninterrupted one."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _short(metrics: dict) -> str:
+    return repr({k: round(v, 3) for k, v in metrics.items() if k != "seconds"})[:300]
 
 
 def chunks(items: list, size: int):
@@ -89,7 +100,7 @@ def crash_point(stage: str, iteration: int) -> None:
 
 
 def engine_for(cfg: Config, model_dir: str | Path):
-    from models.engines import get_engine
+    from selfimprove.models.engines import get_engine
 
     e = cfg.engine
     return get_engine(e.name, model_dir, dtype=cfg.model.dtype, max_model_len=e.max_model_len, seed=cfg.seed,

@@ -49,7 +49,8 @@ def build_splits(cfg: DataConfig) -> dict[str, list[dict]]:
 def build_eval_only(cfg: DataConfig, split: str) -> list[dict]:
     """An extra evaluation source (e.g. GSM8K test): every row goes to `split`, up to eval_size."""
     rows = _reasoning_gym(cfg, cfg.eval_size, cfg.seed, set()) if cfg.source == "reasoning_gym" else _file_rows(cfg)
-    return _records(rows[: cfg.eval_size], split, cfg.source if cfg.source != "reasoning_gym" else f"reasoning_gym:{cfg.task}", cfg)
+    source = cfg.source if cfg.source != "reasoning_gym" else f"reasoning_gym:{cfg.task}"
+    return _records(rows[: cfg.eval_size], split, source, cfg)
 
 
 def _records(rows: list[dict], split: str, source: str, cfg: DataConfig) -> list[dict]:
@@ -74,7 +75,8 @@ def _reasoning_gym(cfg: DataConfig, size: int, seed: int, exclude: set[str]) -> 
         try:
             dataset = reasoning_gym.create_dataset(cfg.task, size=size * 2, seed=seed + attempt, **cfg.task_args)
         except Exception as exc:  # reasoning-gym raises many types for bad names/arguments
-            raise DataError(f"data.task / data.task_args: reasoning_gym.create_dataset({cfg.task!r}) failed: {exc}") from exc
+            raise DataError(f"data.task / data.task_args: reasoning_gym.create_dataset({cfg.task!r}) failed: "
+                            f"{exc}") from exc
         for entry in dataset:
             if entry["question"] not in seen and len(out) < size:
                 seen.add(entry["question"])
@@ -126,5 +128,6 @@ def _gsm8k_test() -> list[dict]:
     with gzip.open(path, "rt") as fh:
         for line in fh:
             doc = json.loads(line)["doc"]
-            rows[doc["id"]] = {"question": doc["question"], "answer": doc["short_answer"], "metadata": {"id": doc["id"]}}
+            rows[doc["id"]] = {"question": doc["question"], "answer": doc["short_answer"],
+                               "metadata": {"id": doc["id"]}}
     return [rows[k] for k in sorted(rows)]

@@ -6,28 +6,28 @@ Only sampling moves: prompts are tokenized here, the workers return samples, and
 writes the rows (DuckDB takes one writing process per file), chunk by chunk in submission order,
 so a crash loses at most the chunks not yet written and resume works as without workers.
 Each stage starts (and stops) its own local cluster, so every worker loads the model once per
-stage; workers sample with the engine's seed, so results differ from a one-process run.
+stage; chunks carry their prompts' content seeds, so workers draw what one process would.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.engines import Sample, SamplingSpec
+from selfimprove.models.engines import Sample, SamplingSpec
 
 
 @task(name="generate-chunk", task_run_name="{label}", cache_policy=NO_CACHE)
 def generate_chunk(config: dict, model_dir: str, prompt_ids: list[list[int]], spec: SamplingSpec,
-                   label: str) -> list[list[Sample]]:
+                   seeds: list[int], label: str) -> list[list[Sample]]:
     """On a worker: sample with that process's engine (loaded on its first chunk, then reused)."""
     from selfimprove.config import config_from_dict
     from selfimprove.env import apply_defaults
-    from tasks.common import engine_for
+    from selfimprove.tasks.common import engine_for
 
     apply_defaults()
-    return engine_for(config_from_dict(config), model_dir).generate(prompt_ids, spec)
+    return engine_for(config_from_dict(config), model_dir).generate(prompt_ids, spec, seeds)
 
 
 def task_runner(engine_cfg):
@@ -40,13 +40,14 @@ def task_runner(engine_cfg):
                                           "processes": True, "host": "127.0.0.1", "dashboard_address": None})
 
 
-def generate_chunks(cfg, model_dir, jobs: list[tuple[list[list[int]], SamplingSpec]], label: str) -> Iterator[list]:
-    """Submit every (prompt ids, spec) job at once; yield their outputs in job order."""
+def generate_chunks(cfg, model_dir, jobs: list[tuple[list[list[int]], list[int]]], spec: SamplingSpec,
+                    label: str) -> Iterator[list]:
+    """Submit every (prompt ids, seeds) job at once; yield their outputs in job order."""
     if not jobs:
         return
     with task_runner(cfg.engine) as runner:
         futures = [runner.submit(generate_chunk, parameters={
-            "config": cfg.to_dict(), "model_dir": str(model_dir), "prompt_ids": ids, "spec": spec,
-            "label": f"{label}-chunk-{index}"}) for index, (ids, spec) in enumerate(jobs, start=1)]
+            "config": cfg.to_dict(), "model_dir": str(model_dir), "prompt_ids": ids, "spec": spec, "seeds": seeds,
+            "label": f"{label}-chunk-{index}"}) for index, (ids, seeds) in enumerate(jobs, start=1)]
         for future in futures:
             yield future.result()

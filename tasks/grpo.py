@@ -8,95 +8,85 @@ are read from M_i, the iteration's frozen starting model: a fixed reward for the
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from models.loading import chat_prompt_ids, model_hash
-from storage.db import Store, now
-from tasks.answers import extract_answer, is_correct
-from tasks.judge import judge_logprob
-from tasks.judge_prompt import judge_prompt
-from tasks.score import CONFIDENCE, combined, group_signals
+from selfimprove.models.loading import chat_prompt_ids, model_hash
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import Candidate, Generation, Prompt
+from selfimprove.tasks.answers import grade
+from selfimprove.tasks.judge import judge_logprob
+from selfimprove.tasks.judge_prompt import judge_prompt
+from selfimprove.tasks.score import CONFIDENCE, reward_records
 
 
 class GroupRecorder:
-    """The reward function TRL calls: score each group, store completions and rewards, return rewards."""
+    """The reward function TRL calls: score each group, store completions and rewards, return rewards.
+
+    Scoring is tasks/score.py's, as offline. A completion's id comes from what it is (run,
+    iteration, prompt, trainer step, position in the batch), so a retrained stage names its rows
+    the same way; train_next_model removes an unfinished attempt's rows before retraining.
+    """
 
     __name__ = "self_reward"  # TRL names reward columns after the function
 
-    def __init__(self, store: Store, cfg, run_id: str, iteration: int, base_dir, prompts: dict[str, dict]):
-        from models.scoring import scoring_model
+    def __init__(self, store: Store, cfg, run_id: str, iteration: int, base_dir, prompts: dict[str, Prompt]):
+        from selfimprove.models.scoring import scoring_model
 
         self.store, self.cfg, self.run_id, self.iteration = store, cfg, run_id, iteration
         self.prompts, self.base_dir, self.digest = prompts, str(base_dir), model_hash(base_dir)
         self.weights = {s.name: s.weight for s in cfg.reward.signals}
         needs_model = bool(set(self.weights) & (CONFIDENCE | {"judge"}))
-        self.model, self.tokenizer = scoring_model(base_dir, cfg.model.dtype) if needs_model else (None, None)
-        self.calls = 0
-        self.confidence: dict = {}  # generation_id -> (self_certainty, negative_entropy), per call
+        self.model, self.tokenizer = scoring_model(base_dir) if needs_model else (None, None)
 
-    def __call__(self, prompts, completions, completion_ids, prompt_id, **_) -> list[float]:
-        self.calls += 1
+    def __call__(self, prompts, completions, completion_ids, prompt_id, trainer_state=None, **_) -> list[float | None]:
+        step = trainer_state.global_step if trainer_state is not None else 0
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        rows = []
+        candidates = []
         for i, (pid, text, ids) in enumerate(zip(prompt_id, texts, completion_ids)):
             meta = self.prompts[pid]
-            answer = extract_answer(text)
-            rows.append({"generation_id": f"{self.run_id}:{self.iteration}:grpo:{pid}:{self.calls}-{i}",
-                         "prompt_id": pid, "text": text, "token_ids": list(ids), "extracted_answer": answer,
-                         "correct": is_correct(answer, meta["answer"], meta["source"], meta["metadata_json"]),
-                         "prompt_text": meta["prompt_text"], "question": meta["question"]})
-        self._model_signals(rows)
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            groups.setdefault(r["prompt_id"], []).append(i)
-        rewards: list[float] = [0.0] * len(rows)
-        records = []
-        for members in groups.values():
-            group = [rows[i] for i in members]
-            values = group_signals(set(self.weights), group, self.confidence)
-            values["reward"] = combined(values, self.weights)
-            for name, column in values.items():
-                records += [{"run_id": self.run_id, "iteration": self.iteration, "generation_id": r["generation_id"],
-                             "signal": name, "value": v, "created_at": now()} for r, v in zip(group, column)]
-            for i, v in zip(members, values["reward"]):
-                rewards[i] = 0.0 if v is None else v
-        self.store.append("generations", [self._generation_row(r) for r in rows])
-        self.store.append("rewards", records)
-        return rewards
+            answer, correct = grade(text, meta.answer, meta.source, meta.metadata_json)
+            candidates.append(Candidate(f"{self.run_id}:{self.iteration}:grpo:{pid}:s{step}-{i}", pid, "grpo",
+                                        step * len(texts) + i, text, list(ids), answer, correct, meta.prompt_text,
+                                        meta.question))
+        candidates = self._with_judge_scores(candidates)
+        confidence = self._confidence(candidates)
+        records, rewards = reward_records(self.run_id, self.iteration, candidates, self.weights, confidence)
+        self.store.add([self._generation_row(c, step) for c in candidates])
+        self.store.add(records)
+        return [rewards[c.generation_id] for c in candidates]
 
-    def _model_signals(self, rows: list[dict]) -> None:
-        """Judge scores and confidence statistics of the group, from M_i."""
-        from tasks.rewards import completion_logits_stats
+    def _with_judge_scores(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The logprob judge's score of each completion, from M_i (as the judge stage would give)."""
+        if "judge" not in self.weights:
+            return candidates
+        scored = judge_logprob(self.model, self.tokenizer, [judge_prompt(c.question, c.text) for c in candidates])
+        return [replace(c, judge_score=score) for c, ((_, score),) in zip(candidates, scored)]
 
-        self.confidence = {}
-        if "judge" in self.weights:
-            scored = judge_logprob(self.model, self.tokenizer, [judge_prompt(r["question"], r["text"]) for r in rows])
-            for r, ((_, score),) in zip(rows, scored):
-                r["judge_score"] = score
-        if set(self.weights) & CONFIDENCE:
-            prompt_ids = [chat_prompt_ids(self.tokenizer, r["prompt_text"]) for r in rows]
-            stats = completion_logits_stats(self.model, prompt_ids, [r["token_ids"] for r in rows],
-                                            self.tokenizer.pad_token_id)
-            self.confidence = {r["generation_id"]: s for r, s in zip(rows, stats)}
+    def _confidence(self, candidates: list[Candidate]) -> dict:
+        from selfimprove.tasks.rewards import completion_logits_stats
 
-    def _generation_row(self, r: dict) -> dict:
-        return {"generation_id": r["generation_id"], "run_id": self.run_id, "iteration": self.iteration,
-                "purpose": "grpo", "prompt_id": r["prompt_id"], "sample_index": self.calls,
-                "model_path": f"{self.base_dir} (GRPO policy, step {self.calls})", "model_hash": None,
-                "engine": "trl", "temperature": self.cfg.generate.temperature, "text": r["text"],
-                "token_ids": r["token_ids"], "logprobs": None, "finish_reason": None,
-                "num_tokens": len(r["token_ids"]), "extracted_answer": r["extracted_answer"],
-                "correct": r["correct"], "created_at": now()}
+        if not set(self.weights) & CONFIDENCE:
+            return {}
+        prompt_ids = [chat_prompt_ids(self.tokenizer, c.prompt_text) for c in candidates]
+        stats = completion_logits_stats(self.model, prompt_ids, [c.token_ids for c in candidates],
+                                        self.tokenizer.pad_token_id)
+        return {c.generation_id: s for c, s in zip(candidates, stats)}
+
+    def _generation_row(self, c: Candidate, step: int) -> Generation:
+        return Generation(c.generation_id, self.run_id, self.iteration, "grpo", c.prompt_id, c.sample_index,
+                          f"{self.base_dir} (GRPO policy, step {step})", None, "trl", self.cfg.generate.temperature,
+                          c.text, c.token_ids, None, None, len(c.token_ids), c.extracted_answer, c.correct)
 
 
 def run_grpo(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir: Path) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from tasks.train import common_training_args, fit_and_save
+    from selfimprove.tasks.train import common_training_args, fit_and_save
 
-    prompts = {p["prompt_id"]: p for p in store.prompts(run_id, "train")}
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p["prompt_text"]}], "prompt_id": pid}
+    prompts = {p.prompt_id: p for p in store.prompts(run_id, "train")}
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.prompt_text}], "prompt_id": pid}
                                  for pid, p in prompts.items()])
     n = cfg.generate.n
     args_common = common_training_args(cfg, out_dir, None)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 
-from models.loading import chat_prompt_ids
-from models.scoring import next_token_logprobs
+from selfimprove.models.loading import chat_prompt_ids
+from selfimprove.models.scoring import next_token_logprobs
 
 COMPARE = """Two assistants answered the user's question below. Decide which response is better: correct first, then complete, then concise.
 
@@ -32,7 +32,7 @@ COMPARE = """Two assistants answered the user's question below. Decide which res
 {b}
 </response_B>
 
-Reply with a single letter: A or B."""
+Reply with a single letter: A or B."""  # noqa: E501
 
 PREFIX = "Better response:"
 
@@ -45,7 +45,8 @@ def letter_token_ids(tokenizer) -> dict[str, list[int]]:
     """The single-token spellings of "A" and "B" that can follow the prefix ("A" and " A")."""
     ids = {}
     for letter in ("A", "B"):
-        options = {enc[0] for s in (letter, f" {letter}") if len(enc := tokenizer.encode(s, add_special_tokens=False)) == 1}
+        encoded = [tokenizer.encode(s, add_special_tokens=False) for s in (letter, f" {letter}")]
+        options = {enc[0] for enc in encoded if len(enc) == 1}
         if not options:
             raise ValueError(f"tokenizer has no single token for '{letter}'")
         ids[letter] = sorted(options)
@@ -83,7 +84,8 @@ def tournament_scores(n: int, first_win_prob: dict[tuple[int, int], float]) -> l
 def judge_groups(model, tokenizer, groups: list[tuple[str, list[str]]]) -> list[list[tuple[str, float | None]]]:
     """For each (question, candidate texts) group, per candidate (raw JSON, score)."""
     letters = letter_token_ids(tokenizer)
-    asks = [(g, i, j) for g, (_, texts) in enumerate(groups) for i in range(len(texts)) for j in range(len(texts)) if i != j]
+    asks = [(g, i, j) for g, (_, texts) in enumerate(groups)
+            for i in range(len(texts)) for j in range(len(texts)) if i != j]
     ids = [chat_prompt_ids(tokenizer, compare_prompt(groups[g][0], groups[g][1][i], groups[g][1][j]), PREFIX)
            for g, i, j in asks]
     rows = next_token_logprobs(model, ids, tokenizer.pad_token_id) if ids else []

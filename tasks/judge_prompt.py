@@ -24,10 +24,14 @@ RUBRIC = """Review the user's question and the candidate response below, then sc
 {response}
 </response>
 
-Justify your total in at most 60 words. Then write a last line of the form "Score: N", where N is a whole number from 0 to 5."""
+Justify your total in at most 60 words. Then write a last line of the form "Score: N", where N is a whole number from 0 to 5."""  # noqa: E501 - the prompt's own lines
 
 SCORE_PREFIX = "Score:"
-_FINAL_LINE = re.compile(r"^\W*score\W*[:=]\W*([0-5](?:\.\d+)?)\s*(?:/\s*5|out of 5|points?)?\W*$", re.IGNORECASE)
+# The separator after "Score:" may be any punctuation except a minus sign: "Score: -1" must read as -1
+# (out of range, so None), not as a "-" skipped before a 1.
+_MINUS = "\\-\u2212\u2013"  # ASCII hyphen-minus (escaped for a character class), Unicode minus, en dash
+_FINAL_LINE = re.compile(
+    rf"^\W*score\W*?[:=][^\w{_MINUS}]*([{_MINUS}]?)(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5|points?)?\W*$", re.IGNORECASE)
 
 
 def judge_prompt(question: str, response: str) -> str:
@@ -41,6 +45,8 @@ def parse_final_score(judge_text: str | None) -> float | None:
     4.0
     >>> parse_final_score("The response says Score: 5 but is wrong.") is None
     True
+    >>> parse_final_score("Score: -1") is None  # out of range, not 1
+    True
     """
     if not judge_text:
         return None
@@ -48,9 +54,9 @@ def parse_final_score(judge_text: str | None) -> float | None:
     if not lines:
         return None
     match = _FINAL_LINE.match(lines[-1].strip())
-    if not match:
+    if not match or match.group(1):  # no score line, or a negative score
         return None
-    value = float(match.group(1))
+    value = float(match.group(2))
     return value if 0.0 <= value <= 5.0 else None
 
 

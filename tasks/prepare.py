@@ -2,18 +2,22 @@
 
 Idempotent: a resumed run finds its row, prompts and seed model already there. Resuming with a
 different config is refused (only `iterations` may grow), so a run stays reproducible from the
-config stored with it.
+config stored with it. `data_dir` is not compared: the run was found in that directory's
+database, however the path was spelled (`serve` stores it absolute, the demo config relative).
 """
 from __future__ import annotations
 
 import json
 
-from models.loading import model_hash, resolve_model
-from selfimprove.config import Config, ConfigError, config_from_dict
-from storage.db import Store, now
-from tasks.data import build_eval_only, build_splits
+from selfimprove.config import Config, ConfigError
+from selfimprove.models.loading import model_hash, resolve_model
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import Iteration, Prompt, Run, now
+from selfimprove.tasks.answers import check_scorable
+from selfimprove.tasks.data import build_eval_only, build_splits
+from selfimprove.tasks.results import PrepareResult
 
-RESUMABLE_CHANGES = {"iterations"}
+RESUMABLE_CHANGES = {"iterations", "data_dir"}
 
 
 def check_resume_config(stored_json: str, cfg: Config, run_id: str) -> None:
@@ -26,29 +30,22 @@ def check_resume_config(stored_json: str, cfg: Config, run_id: str) -> None:
                           "resume it with its own config (`selfimprove show` prints it) or start a new run")
 
 
-def prepare_run(store: Store, cfg: Config, run_id: str) -> dict:
+def prepare_run(store: Store, cfg: Config, run_id: str) -> PrepareResult:
     existing = store.run(run_id)
     if existing is not None:
-        check_resume_config(existing["config_json"], cfg, run_id)
+        check_resume_config(existing.config_json, cfg, run_id)
     seed_dir = resolve_model(cfg.model.path, cfg.data_dir)
     if existing is None:
-        store.append("runs", [{"run_id": run_id, "project": cfg.project, "method": cfg.method.name, "created_at": now(),
-                               "config_json": json.dumps(cfg.to_dict()), "config_hash": cfg.fingerprint(),
-                               "seed_model": str(seed_dir)}])
+        store.add([Run(run_id, cfg.project, cfg.method.name, now(), json.dumps(cfg.to_dict()), cfg.fingerprint(),
+                       str(seed_dir))])
     if not store.prompts(run_id, "train"):
         splits = build_splits(cfg.data)
         if cfg.eval_data is not None:
             name = cfg.eval_data.source if cfg.eval_data.source != "reasoning_gym" else cfg.eval_data.task
             splits[name] = build_eval_only(cfg.eval_data, name)
-        store.append("prompts", [{"run_id": run_id, **row} for rows in splits.values() for row in rows])
-    store.append("iterations", [{"run_id": run_id, "iteration": 0, "model_path": str(seed_dir),
-                                 "model_hash": model_hash(seed_dir), "started_at": now()}])
-    counts = store.query("SELECT split, count(*) AS n FROM prompts WHERE run_id = ? GROUP BY split", [run_id])
-    return {"seed_dir": str(seed_dir), **{f"prompts_{r['split']}": r["n"] for r in counts}}
-
-
-def stored_config(store: Store, run_id: str) -> Config:
-    row = store.run(run_id)
-    if row is None:
-        raise KeyError(f"no run {run_id!r} in {store.path}")
-    return config_from_dict(json.loads(row["config_json"]))
+        for rows in splits.values():  # refuse a task whose answers the project cannot score, before any work
+            if rows:
+                check_scorable(rows[0]["source"], rows)
+        store.add([Prompt(run_id=run_id, **row) for rows in splits.values() for row in rows])
+    store.add([Iteration(run_id, 0, str(seed_dir), model_hash(seed_dir))])
+    return PrepareResult(seed_dir=str(seed_dir), prompts=store.prompt_counts(run_id))

@@ -2,8 +2,8 @@
 
 Verifiable (gold-answer check), consensus (majority vote, MM-UPT / TTRL style), model-intrinsic
 confidence (self-certainty, Kang et al. 2025; negative entropy, EMPO style), and the two mixed:
-self-certainty-weighted Borda voting. The LLM judge ("judge") is computed in tasks/judge.py; this
-module only knows its name so configs can weight it with `combine`.
+self-certainty-weighted Borda voting. The LLM judge ("judge") is computed in tasks/judge.py; the
+weighted combination of signals is tasks/score.py.
 """
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import math
 from collections import Counter, defaultdict
 
 import torch
-
-# Names a config may weight; "judge" scores come from tasks/judge.py.
-SIGNALS = frozenset({"verifiable", "majority_vote", "self_certainty", "entropy", "borda", "judge"})
 
 
 def verifiable(correct: list[bool | None]) -> list[float]:
@@ -150,21 +147,3 @@ def completion_logits_stats(model, prompts: list[list[int]], completions: list[l
             first = len(p) - 1 - offset
             stats.append(_logit_stats(logits[row, first:first + len(c)]))
     return stats
-
-
-def combine(signals: dict[str, list[float]], weights: dict[str, float]) -> list[float]:
-    """Weighted sum per candidate of the named signals.
-
-    >>> combine({"verifiable": [1.0, 0.0], "self_certainty": [0.5, 2.0]}, {"verifiable": 1.0, "self_certainty": 0.1})
-    [1.05, 0.2]
-    """
-    for name in weights:
-        if name not in signals:
-            raise ValueError(f"weight given for signal {name!r}, which was not computed "
-                             f"(have: {sorted(signals)})")
-    lengths = {name: len(values) for name, values in signals.items()}
-    n = next(iter(lengths.values()), 0)
-    for name, length in lengths.items():
-        if length != n:
-            raise ValueError(f"signal {name!r} has {length} values, expected {n} (one per candidate)")
-    return [sum(w * signals[name][i] for name, w in weights.items()) for i in range(n)]

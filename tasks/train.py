@@ -15,20 +15,22 @@ import shutil
 import time
 from pathlib import Path
 
-from models.loading import load_model, load_tokenizer, model_hash
-from storage.db import Store, now
-from tasks.common import log
+from selfimprove.models.loading import load_model, load_tokenizer, model_hash
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import TrainRun
+from selfimprove.tasks.common import log
+from selfimprove.tasks.results import TrainResult
 
 
 def common_training_args(cfg, out_dir: Path, epochs: float | None) -> dict:
     import torch
 
     tc = cfg.train
-    return dict(output_dir=str(out_dir.with_name(out_dir.name + ".trainer")), learning_rate=tc.learning_rate,
-                num_train_epochs=tc.epochs if epochs is None else epochs, per_device_train_batch_size=tc.batch_size,
-                gradient_accumulation_steps=tc.grad_accum, seed=tc.seed, bf16=False,
-                use_cpu=not torch.cuda.is_available(), logging_steps=1, save_strategy="no", report_to=[],
-                disable_tqdm=False, dataset_num_proc=None)
+    return {"output_dir": str(out_dir.with_name(out_dir.name + ".trainer")), "learning_rate": tc.learning_rate,
+            "num_train_epochs": tc.epochs if epochs is None else epochs, "per_device_train_batch_size": tc.batch_size,
+            "gradient_accumulation_steps": tc.grad_accum, "seed": tc.seed, "bf16": False,
+            "use_cpu": not torch.cuda.is_available(), "logging_steps": 1, "save_strategy": "no", "report_to": [],
+            "disable_tqdm": False, "dataset_num_proc": None}
 
 
 def _peft_config(cfg):
@@ -75,6 +77,9 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
 
 
+SHOWN_LOGS = ("loss", "grad_norm", "rewards/margins", "reward", "train_loss", "train_runtime")
+
+
 def _step_logger():
     """Each logged training step as a log line ("train step 3/8 loss=0.69 ..."): the Prefect UI
     and log files see training progress; the terminal also has the trainer's own progress bar."""
@@ -84,7 +89,7 @@ def _step_logger():
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items()
-                                 if k in ("loss", "grad_norm", "rewards/margins", "reward", "train_loss", "train_runtime")
+                                 if k in SHOWN_LOGS
                                  and isinstance(v, float))
                 log.info("train step %d/%d %s", state.global_step, state.max_steps, shown)
 
@@ -127,7 +132,7 @@ def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
 
 def _train(algorithm: str, cfg, base_dir, out_dir, examples: list[dict], epochs: float | None) -> dict:
     if cfg.train.launcher == "accelerate":
-        from tasks.train_launch import launch_training
+        from selfimprove.tasks.train_launch import launch_training
 
         return launch_training(algorithm, cfg, base_dir, out_dir, examples, epochs)
     return IN_PROCESS[algorithm](cfg, base_dir, out_dir, examples, epochs)
@@ -161,21 +166,24 @@ IN_PROCESS = {"dpo": dpo_in_process, "sft": sft_in_process}
 
 
 def training_examples(store: Store, cfg, run_id: str, iteration: int) -> list[dict]:
+    """The iteration's pairs (dpo) or selected samples (sft), as the rows the trainers read."""
     if cfg.train.algorithm == "dpo":
-        return store.pairs(run_id, iteration)
-    return store.query(  # sft
-        "SELECT s.generation_id, p.prompt_text, g.text FROM sft_examples s "
-        "JOIN generations g USING (generation_id) JOIN prompts p ON p.run_id = s.run_id AND p.prompt_id = s.prompt_id "
-        "WHERE s.run_id = ? AND s.iteration = ? ORDER BY s.generation_id", [run_id, iteration])
+        return [{"prompt_text": p.prompt_text, "chosen_text": p.chosen_text, "rejected_text": p.rejected_text}
+                for p in store.pair_texts(run_id, iteration)]
+    return [{"prompt_text": e.prompt_text, "text": e.text} for e in store.sft_texts(run_id, iteration)]
 
 
-def train_next_model(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir) -> dict:
+def train_next_model(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir) -> TrainResult:
     """Train M_{i+1} from M_i (base_dir) by the configured algorithm; record it in train_runs."""
     out_dir = Path(out_dir)
     algorithm = cfg.train.algorithm
+    discarded = 0
     if algorithm == "grpo":
-        from tasks.grpo import run_grpo
+        from selfimprove.tasks.grpo import run_grpo
 
+        discarded = store.discard_unfinished_grpo(run_id, iteration)
+        if discarded:
+            log.warning("iteration %d: removed %d GRPO rows of an attempt that did not finish", iteration, discarded)
         stats = run_grpo(store, cfg, run_id, iteration, base_dir, out_dir)
     else:
         examples = training_examples(store, cfg, run_id, iteration)
@@ -187,10 +195,11 @@ def train_next_model(store: Store, cfg, run_id: str, iteration: int, base_dir, o
         else:
             stats = (run_dpo if algorithm == "dpo" else run_sft)(cfg, base_dir, out_dir, examples)
     digest = model_hash(out_dir)
-    store.append("train_runs", [{
-        "run_id": run_id, "iteration": iteration, "algorithm": algorithm, "base_model_path": str(base_dir),
-        "output_model_path": str(out_dir), "output_model_hash": digest, "num_examples": stats["examples"],
-        "steps": stats["steps"], "train_loss": stats["loss"], "seconds": stats["seconds"],
-        "params_changed_fraction": stats["params_changed_fraction"],
-        "config_json": json.dumps(cfg.to_dict()["train"]), "created_at": now()}])
-    return {"model_dir": str(out_dir), "model_hash": digest, "base_model_hash": model_hash(base_dir), **stats}
+    store.add([TrainRun(run_id, iteration, algorithm, str(base_dir), str(out_dir), digest, stats["examples"],
+                        stats["steps"], stats["loss"], stats["seconds"], stats["params_changed_fraction"],
+                        json.dumps(cfg.to_dict()["train"]))])
+    return TrainResult(model_dir=str(out_dir), model_hash=digest, base_model_hash=model_hash(base_dir),
+                       examples=stats["examples"], steps=stats["steps"], loss=stats["loss"],
+                       first_loss=stats.get("first_loss"), last_loss=stats.get("last_loss"),
+                       train_seconds=stats["seconds"], params_changed_fraction=stats["params_changed_fraction"],
+                       discarded_rows=discarded)

@@ -3,7 +3,7 @@
 Used when train.launcher is "accelerate". The parent writes the examples (JSONL) and a job spec
 into `<out_dir>.launch/`, runs
 
-    python -m accelerate.commands.launch --config_file CFG --num_processes N -m tasks.train_launch SPEC
+    python -m accelerate.commands.launch --config_file CFG --num_processes N -m selfimprove.tasks.train_launch SPEC
 
 with the child's output streamed to the log, and reads back the stats the child's main process
 wrote. The child trains with the same code as the in-process path (tasks.train.IN_PROCESS); only
@@ -27,10 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.common import log
+from selfimprove.tasks.common import log
 
-ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE_CONFIGS = ROOT / "configs" / "accelerate"
 # The columns each algorithm reads (tasks.train); anything else in a row stays in DuckDB.
 FIELDS = {"dpo": ("prompt_text", "chosen_text", "rejected_text"), "sft": ("prompt_text", "text")}
 TAIL_LINES = 30
@@ -49,7 +47,9 @@ def accelerate_config_file(train_cfg) -> Path:
         return path.resolve()
     import torch
 
-    return ACCELERATE_CONFIGS / ("ddp.yaml" if torch.cuda.is_available() else "cpu_single.yaml")
+    from selfimprove.configs import shipped
+
+    return Path(str(shipped("accelerate/" + ("ddp.yaml" if torch.cuda.is_available() else "cpu_single.yaml"))))
 
 
 def launch_training(algorithm: str, cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict:
@@ -66,11 +66,10 @@ def launch_training(algorithm: str, cfg, base_dir, out_dir, examples: list[dict]
             "stats": str(job / "stats.json")}
     (job / "spec.json").write_text(json.dumps(spec, indent=1))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config_file(cfg.train)),
-           "--num_processes", str(cfg.train.num_processes), "-m", "tasks.train_launch", str(job / "spec.json")]
-    # The child must import this checkout's packages from any cwd (it keeps the caller's); progress bars off:
-    # their carriage-return redraws would flood the log (the loss lines still come through).
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1"),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+           "--num_processes", str(cfg.train.num_processes), "-m", "selfimprove.tasks.train_launch",
+           str(job / "spec.json")]
+    # Progress bars off: their carriage-return redraws would flood the log (the loss lines still come through).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
     log.info("%s training through accelerate launch: %s", algorithm, shlex.join(cmd))
     started = time.perf_counter()
     returncode, tail = _run_streaming(cmd, env, job / "output.log")
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (base_dir / "config.json").is_file():
         raise SystemExit(f"train_launch: base model directory {base_dir} does not exist or has no config.json")
     from selfimprove.config import config_from_dict
-    from tasks.train import IN_PROCESS
+    from selfimprove.tasks.train import IN_PROCESS
 
     cfg = config_from_dict(spec["config"])
     with open(spec["examples"]) as fh:

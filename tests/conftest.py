@@ -1,10 +1,8 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfimprove.env import apply_defaults  # noqa: E402
 
 apply_defaults()
@@ -12,7 +10,7 @@ apply_defaults()
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from models.tiny import build_tiny_model
+    from selfimprove.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -3,8 +3,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.bstar import (ProbeSample, balance_score, default_thresholds, exploration_exploitation,
-                         grid_search, select_samples)
+from selfimprove.tasks.bstar import (
+    ProbeSample,
+    balance_score,
+    default_thresholds,
+    exploration_exploitation,
+    grid_search,
+    select_samples,
+)
 
 
 def s(text, reward, correct):
@@ -159,3 +165,19 @@ samples = st.builds(ProbeSample, st.sampled_from(["a", " a", "b", "c ", "d"]), s
 @settings(max_examples=300)
 def test_balance_score_in_unit_interval(queries, threshold, n_star):
     assert 0.0 <= balance_score(queries, threshold, n_star) <= 1.0
+
+
+def test_dpo_pair_never_pairs_a_kept_sample_with_its_own_duplicate():
+    """Defect: a duplicate of the kept sample (left out of the selection only for being a
+    duplicate) was taken as "below the threshold" and paired with itself."""
+    from selfimprove.methods.bstar import dpo_pair
+
+    s = lambda text, reward: ProbeSample(text, None, reward, None)  # noqa: E731
+    query = [s("7", 1.0), s("7 ", 0.6)]  # both above the threshold, same text
+    keep = select_samples([query], 0.5)[0]
+    assert keep == [0]
+    assert dpo_pair(query, keep, 0.5) == "nothing_below_threshold"
+    # A genuinely lower, different answer is the rejected side; an unscored one never is.
+    query = [s("7", 1.0), s("7", 0.6), s("8", 0.2), s("9", float("-inf"))]
+    assert dpo_pair(query, select_samples([query], 0.5)[0], 0.5) == (0, 2)
+    assert dpo_pair(query, [], 0.5) == "nothing_selected"

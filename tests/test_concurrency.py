@@ -3,26 +3,24 @@ during a run): DuckDB allows one writing process per file, so writers hold it on
 transactions and readers retry briefly on the lock. Two real processes, bounded loops."""
 import subprocess
 import sys
-from pathlib import Path
 
-from storage.db import Store
+from selfimprove.storage.db import Store
 
-ROOT = Path(__file__).resolve().parents[1]
 WRITER = """
 import sys
-from storage.db import Store, now
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import Evaluation
 store = Store(sys.argv[1])
 for batch in range(150):
-    store.append("evaluations", [{"run_id": "w", "iteration": batch, "split": "heldout", "metric": f"m{i}",
-                                  "value": float(i), "model_hash": "h", "created_at": now()} for i in range(10)])
+    store.add([Evaluation("w", batch, "heldout", f"m{i}", float(i), "h") for i in range(10)])
 """
 
 
 def test_reader_sees_a_growing_file_while_another_process_writes(tmp_path):
     path = tmp_path / "p.duckdb"
     Store(path)  # schema first, then the writer process
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT,
-                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=tmp_path,
+                              env={"PATH": "/usr/bin:/bin"})
     reader = Store(path, create=False)
     counts = []
     try:

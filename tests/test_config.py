@@ -1,8 +1,22 @@
 """Config loading: defaults, YAML, overrides, and one clear error per kind of mistake."""
+import typing
+
 import pytest
 
-from models.loading import ModelPathError, resolve_model
-from selfimprove.config import ConfigError, config_from_dict, load_config
+from selfimprove.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    GenerateConfig,
+    JudgeConfig,
+    MethodConfig,
+    RewardConfig,
+    SignalConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
+from selfimprove.models.loading import ModelPathError, resolve_model
 
 
 def write(tmp_path, text):
@@ -12,7 +26,8 @@ def write(tmp_path, text):
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, "iterations: 3\ntrain: {beta: 0.2}\n"), ["train.lora.enabled=true", "generate.n=6"])
+    overrides = ["train.lora.enabled=true", "generate.n=6"]
+    cfg = load_config(write(tmp_path, "iterations: 3\ntrain: {beta: 0.2}\n"), overrides)
     assert cfg.iterations == 3 and cfg.train.beta == 0.2 and cfg.train.lora.enabled and cfg.generate.n == 6
     assert cfg.judge.mode == "logprob"  # untouched default
     assert config_from_dict(cfg.to_dict()) == cfg
@@ -35,6 +50,47 @@ def test_bad_choice_and_bad_value():
         load_config(None, ["judge.mode=vibes"])
     with pytest.raises(ConfigError, match=r"generate\.n: .*>= 2"):
         load_config(None, ["generate.n=1"])
+
+
+def test_choices_are_literal_annotations():
+    assert typing.get_args(typing.get_type_hints(TrainConfig)["launcher"]) == ("inprocess", "accelerate")
+    assert typing.get_args(typing.get_type_hints(SignalConfig)["name"])[0] == "judge"
+
+
+def test_bad_choice_inside_a_list_names_the_item():
+    with pytest.raises(ConfigError, match=r"^reward\.signals\[1\]\.name: 'vibes' is not one of \['borda', "):
+        load_config(None, ["reward.signals=[{name: judge}, {name: vibes, weight: 0.5}]"])
+    with pytest.raises(ConfigError, match=r"^reward\.signals\[0\]\.name: 'vibes' is not one of"):
+        config_from_dict({"reward": {"signals": [{"name": "vibes"}]}})
+
+
+def test_cross_field_rules_name_the_field():
+    with pytest.raises(ConfigError, match=r"^train\.algorithm: temporal builds preference pairs, so it trains"):
+        load_config(None, ["method=temporal", "train.algorithm=sft"])
+    with pytest.raises(ConfigError, match=r"^judge\.mode: GRPO scores groups inside the trainer"):
+        load_config(None, ["train.algorithm=grpo", "judge.mode=text"])
+    # The text judge is refused for GRPO only when a judge signal would need it.
+    assert load_config(None, ["train.algorithm=grpo", "judge.mode=text", "reward.signals=[{name: verifiable}]"])
+    with pytest.raises(ConfigError, match=r"^method\.temperatures: bstar needs at least one temperature"):
+        load_config(None, ["method=bstar", "method.temperatures=[]", "train.algorithm=sft"])
+    with pytest.raises(ConfigError, match=r"^reward\.signals: name at least one signal"):
+        load_config(None, ["reward.signals=[]"])
+
+
+def test_config_built_in_code_is_validated(tmp_path):
+    Config().validate()
+    with pytest.raises(ConfigError, match=r"^judge\.mode: 'x' is not one of \['logprob', 'pairwise', 'text'\]"):
+        Config(judge=JudgeConfig(mode="x")).validate()
+    with pytest.raises(ConfigError, match=r"^reward\.signals\[0\]\.name: 'x' is not one of"):
+        Config(reward=RewardConfig(signals=[SignalConfig("x")])).validate()
+    with pytest.raises(ConfigError, match=r"^generate\.n: expected an integer, got '4'"):
+        Config(generate=GenerateConfig(n="4")).validate()
+    with pytest.raises(ConfigError, match=r"^eval_data\.path: required when eval_data\.source is 'jsonl'"):
+        Config(eval_data=DataConfig(source="jsonl")).validate()
+    with pytest.raises(ConfigError, match=r"^train\.algorithm: bstar selects samples offline"):
+        Config(method=MethodConfig(name="bstar"), train=TrainConfig(algorithm="grpo")).validate()
+    with pytest.raises(ConfigError, match=r"^iterations: must be >= 1, got 0"):
+        Config(iterations=0).validate()
 
 
 def test_missing_files(tmp_path):

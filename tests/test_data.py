@@ -4,7 +4,7 @@ import json
 import pytest
 
 from selfimprove.config import DataConfig
-from tasks.data import DataError, build_eval_only, build_splits
+from selfimprove.tasks.data import DataError, build_eval_only, build_splits
 
 
 def test_reasoning_gym_splits_are_disjoint_and_verifiable():

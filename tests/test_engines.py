@@ -4,9 +4,9 @@ import shutil
 import pytest
 import torch
 
-from models.engines import HfEngine, SamplingSpec, get_engine, vllm_available
-from models.loading import chat_prompt_ids, load_model, load_tokenizer
-from models.scoring import next_token_logprobs
+from selfimprove.models.engines import HfEngine, SamplingSpec, get_engine, vllm_available
+from selfimprove.models.loading import chat_prompt_ids, load_model, load_tokenizer
+from selfimprove.models.scoring import next_token_logprobs
 
 PROMPTS = ["Calculate 3 + 4.", "What is 12 - 5?", "Calculate 7 + 8."]
 
@@ -70,9 +70,9 @@ def test_vllm_parallel_sizes_reach_the_llm_constructor(monkeypatch, tmp_path, ti
     import sys
     import types
 
-    from models.engines import close_engine
     from selfimprove.config import config_from_dict
-    from tasks.common import engine_for
+    from selfimprove.models.engines import close_engine
+    from selfimprove.tasks.common import engine_for
     from tests.conftest import tiny_config_tree
 
     calls = []
@@ -96,7 +96,7 @@ def test_vllm_parallel_sizes_reach_the_llm_constructor(monkeypatch, tmp_path, ti
 
 @pytest.mark.skipif(not vllm_available(), reason="vLLM not installed")
 def test_real_vllm_refuses_single_process_data_parallel(tiny_model_dir):
-    from models.engines import VllmEngine
+    from selfimprove.models.engines import VllmEngine
 
     with pytest.raises(ValueError, match=r"LLM\(data_parallel_size=2\) is not supported for single-process"):
         VllmEngine(str(tiny_model_dir), "float32", 1024, 0, data_parallel_size=2)

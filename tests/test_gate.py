@@ -3,11 +3,11 @@ next iteration starts from the champion, and the MLflow `champion` alias does no
 import pytest
 from mlflow import MlflowClient
 
-from models.engines import vllm_available
-from models.loading import model_hash
 from selfimprove.config import config_from_dict
-from tasks.common import store_for
-from tasks.gate import accept
+from selfimprove.models.engines import vllm_available
+from selfimprove.models.loading import model_hash
+from selfimprove.tasks.common import store_for
+from selfimprove.tasks.gate import accept
 from tests.conftest import tiny_config_tree
 
 
@@ -18,7 +18,7 @@ def test_accept_rule():
 
 @pytest.mark.skipif(not vllm_available(), reason="runs the real loop with vLLM")
 def test_rejected_iteration_restarts_from_champion(tmp_path, tiny_model_dir, prefect_harness):
-    from flows.pipeline import selfimprove_run
+    from selfimprove.flows.pipeline import selfimprove_run
 
     # An accuracy can never beat the seed's by more than 1.0: both iterations are rejected.
     tree = tiny_config_tree(tmp_path / "data", tiny_model_dir, gate={"enabled": True, "margin": 1.0})
@@ -29,9 +29,9 @@ def test_rejected_iteration_restarts_from_champion(tmp_path, tiny_model_dir, pre
     assert accepted == {0: True, 1: False, 2: False}
     seed = model_hash(tiny_model_dir)
     # Iteration 2 sampled from the champion (the seed), not from iteration 1's rejected model.
-    assert {g["model_hash"] for g in store.generations("g", 2, "train")} == {seed}
-    assert results[-1]["model_dir"] == str(tiny_model_dir)
+    assert {g.model_hash for g in store.generations("g", 2, "train")} == {seed}
+    assert results[-1]["gate"].model_dir == str(tiny_model_dir)
     client = MlflowClient(f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
     assert client.get_model_version_by_alias("t-g", "champion").tags["selfimprove.iteration"] == "0"
-    child = store.iteration("g", 1)["mlflow_run_id"]
+    child = store.iteration("g", 1).mlflow_run_id
     assert client.get_run(child).data.tags["selfimprove.accepted"] == "false"

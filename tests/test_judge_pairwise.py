@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from models.loading import load_tokenizer
-from tasks.judge_pairwise import compare_prompt, first_wins, letter_token_ids, tournament_scores
+from selfimprove.models.loading import load_tokenizer
+from selfimprove.tasks.judge_pairwise import compare_prompt, first_wins, letter_token_ids, tournament_scores
 
 
 def test_first_wins_renormalises_over_both_letters_and_their_spellings():
@@ -17,7 +17,8 @@ def test_first_wins_renormalises_over_both_letters_and_their_spellings():
 
 def test_tournament_scores_by_hand():
     # 0 beats 1 in both orders, ties 2; 1 vs 2: 0.2 as A, 2 wins 0.6 as A.
-    # 0: (1 + 1 + 0.5 + 0.5) / 4 = 0.75 -> 3.75; 1: (0 + 0 + 0.2 + 0.4) / 4 -> 0.75; 2: (0.5 + 0.5 + 0.8 + 0.6) / 4 -> 3.0
+    # 0: (1 + 1 + 0.5 + 0.5) / 4 = 0.75 -> 3.75; 1: (0 + 0 + 0.2 + 0.4) / 4 -> 0.75;
+    # 2: (0.5 + 0.5 + 0.8 + 0.6) / 4 -> 3.0
     scores = tournament_scores(3, {(0, 1): 1.0, (1, 0): 0.0, (0, 2): 0.5, (2, 0): 0.5, (1, 2): 0.2, (2, 1): 0.6})
     assert scores == pytest.approx([3.75, 0.75, 3.0])
 
@@ -36,10 +37,12 @@ def test_prompt_and_letters_on_a_real_tokenizer(tiny_model_dir):
 
 
 def test_whole_prompt_chunks_keep_groups_together_and_allow_nothing_left():
-    from tasks.judge import _chunks
+    from selfimprove.storage.records import Candidate
+    from selfimprove.tasks.judge import _chunks
 
-    cands = [{"prompt_id": p, "generation_id": f"{p}{i}"} for p in "ab" for i in range(3)] + [{"prompt_id": "c",
-                                                                                              "generation_id": "c0"}]
+    def cand(prompt_id, i):
+        return Candidate(f"{prompt_id}{i}", prompt_id, "train", i, "t", [1], None, None, "q", "q")
+    cands = [cand(p, i) for p in "ab" for i in range(3)] + [cand("c", 0)]
     batches = list(_chunks(cands, 4, whole_prompts=True))  # 4 // 3 = one prompt's group per chunk
-    assert [[c["generation_id"] for c in b] for b in batches] == [["a0", "a1", "a2"], ["b0", "b1", "b2"], ["c0"]]
+    assert [[c.generation_id for c in b] for b in batches] == [["a0", "a1", "a2"], ["b0", "b1", "b2"], ["c0"]]
     assert list(_chunks([], 4, whole_prompts=True)) == []  # a resumed, fully judged stage

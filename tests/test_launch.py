@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from models.loading import load_model
 from selfimprove.config import ConfigError, config_from_dict, load_config
-from tasks.train import run_dpo, run_sft
-from tasks.train_launch import ACCELERATE_CONFIGS, TrainingLaunchError
+from selfimprove.configs import shipped
+from selfimprove.models.loading import load_model
+from selfimprove.tasks.train import run_dpo, run_sft
+from selfimprove.tasks.train_launch import TrainingLaunchError
 from tests.conftest import tiny_config_tree
 from tests.test_train import EXAMPLES
 
@@ -18,7 +19,7 @@ def launch_config(tmp_path, model_dir):
     tree = tiny_config_tree(tmp_path, model_dir)
     # Named explicitly so the test runs the CPU config on any machine (the default picks by CUDA).
     tree["train"].update(launcher="accelerate", num_processes=1,
-                         accelerate_config=str(ACCELERATE_CONFIGS / "cpu_single.yaml"))
+                         accelerate_config=str(shipped("accelerate/cpu_single.yaml")))
     return config_from_dict(tree)
 
 
@@ -79,6 +80,6 @@ def test_shipped_accelerate_configs_parse(name, kind):
     """accelerate's own loader reads every shipped config (only cpu_single is launched here: no GPU)."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    loaded = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))
+    loaded = load_config_from_file(str(shipped(f"accelerate/{name}.yaml")))
     assert loaded.distributed_type == kind
     assert loaded.mixed_precision == ("no" if name == "cpu_single" else "bf16")

@@ -2,27 +2,31 @@
 sense for one real iteration on the tiny model (Prefect + DuckDB + MLflow + TRL + vLLM)."""
 import pytest
 
-from models.engines import vllm_available
 from selfimprove.config import ConfigError, config_from_dict, load_config
-from tasks.build import Candidate
-from tasks.common import store_for
-from tasks.methods.temporal import anchored_pair, future_guided
-from tasks.score import combined, group_signals
+from selfimprove.methods.temporal import anchored_pair, future_guided
+from selfimprove.models.engines import vllm_available
+from selfimprove.storage.records import Candidate
+from selfimprove.tasks.build import Ranked
+from selfimprove.tasks.common import store_for
+from selfimprove.tasks.results import from_json
+from selfimprove.tasks.score import combined, group_signals
 from tests.conftest import tiny_config_tree
 
 
 def c(gid, idx, score, text=None):
-    return Candidate(gid, idx, text if text is not None else f"text {gid}", score)
+    return Ranked(gid, idx, text if text is not None else f"text {gid}", score)
 
 
 def test_temporal_rejects_the_past_models_worst():
-    chosen, rejected, source = anchored_pair([c("c0", 0, 3.0), c("c1", 1, 2.0)], [c("p0", 0, 2.5), c("p1", 1, 0.5)], 0.1)
+    current, past = [c("c0", 0, 3.0), c("c1", 1, 2.0)], [c("p0", 0, 2.5), c("p1", 1, 0.5)]
+    chosen, rejected, source = anchored_pair(current, past, 0.1)
     assert (chosen.generation_id, rejected.generation_id, source) == ("c0", "p1", "past")
 
 
 def test_temporal_falls_back_to_current_worst_when_past_is_not_lower():
     # M_0's worst (3.0) is not below M_i's best (3.0): use M_i's own worst.
-    chosen, rejected, source = anchored_pair([c("c0", 0, 3.0), c("c1", 1, 1.0)], [c("p0", 0, 3.0), c("p1", 1, 4.0)], 0.1)
+    current, past = [c("c0", 0, 3.0), c("c1", 1, 1.0)], [c("p0", 0, 3.0), c("p1", 1, 4.0)]
+    chosen, rejected, source = anchored_pair(current, past, 0.1)
     assert (chosen.generation_id, rejected.generation_id, source) == ("c0", "c1", "current")
     # No scored past candidates at all: the same fallback.
     assert anchored_pair([c("c0", 0, 3.0), c("c1", 1, 1.0)], [c("p0", 0, None)], 0.1)[2] == "current"
@@ -44,9 +48,9 @@ def test_future_model_replaces_chosen_only_when_strictly_better():
 
 
 def test_group_signals_and_weighted_combination():
-    group = [{"generation_id": "a", "extracted_answer": "4", "correct": True, "judge_score": 4.0},
-             {"generation_id": "b", "extracted_answer": "4", "correct": True, "judge_score": None},
-             {"generation_id": "c", "extracted_answer": "5", "correct": False, "judge_score": 1.0}]
+    def cand(gid, answer, correct, judge):
+        return Candidate(gid, "p", "train", 0, answer, [1], answer, correct, "q", "q", judge_score=judge)
+    group = [cand("a", "4", True, 4.0), cand("b", "4", True, None), cand("c", "5", False, 1.0)]
     values = group_signals({"judge", "verifiable", "majority_vote"}, group, {})
     assert values["verifiable"] == [1.0, 1.0, 0.0] and values["majority_vote"] == [1.0, 1.0, 0.0]
     # 1.0 * judge + 0.5 * majority; an unparsed judge leaves the candidate without a reward.
@@ -87,7 +91,7 @@ COMBINATIONS = [
 @pytest.mark.skipif(not vllm_available(), reason="runs the real loop with vLLM")
 @pytest.mark.parametrize("method, algorithm, extra", COMBINATIONS, ids=[f"{m}-{a}" for m, a, _ in COMBINATIONS])
 def test_one_iteration_of_each_method(method, algorithm, extra, tmp_path, tiny_model_dir, prefect_harness):
-    from flows.pipeline import selfimprove_run
+    from selfimprove.flows.pipeline import selfimprove_run
 
     tree = tiny_config_tree(tmp_path / "data", tiny_model_dir, iterations=1, **extra)
     tree.setdefault("method", {"name": method})
@@ -121,7 +125,8 @@ def test_one_iteration_of_each_method(method, algorithm, extra, tmp_path, tiny_m
     if tree["judge"]["mode"] == "pairwise":
         # One tournament judgment per candidate; each comparison splits one win between two
         # candidates, so every prompt's scores average exactly 2.5.
-        assert n("SELECT * FROM judgments WHERE mode = 'pairwise'") == n("SELECT * FROM generations WHERE purpose = 'train'")
+        candidates = n("SELECT * FROM generations WHERE purpose = 'train'")
+        assert n("SELECT * FROM judgments WHERE mode = 'pairwise'") == candidates
         means = store.query("SELECT g.prompt_id, avg(j.score) AS mean FROM judgments j JOIN generations g "
                             "USING (generation_id) GROUP BY g.prompt_id", [])
         assert len(means) == 6 and all(abs(r["mean"] - 2.5) < 1e-6 for r in means)
@@ -131,21 +136,22 @@ def test_one_iteration_of_each_method(method, algorithm, extra, tmp_path, tiny_m
         assert sources <= {"past", "current"} and sources
         assert n("SELECT * FROM generations WHERE purpose = 'train_future'") == 3 * n("SELECT * FROM pairs")
         # Past samples come from M_0: the seed's hash, like the current model's in iteration 1.
-        build = store.stage_summary("m", 1, "build")
-        assert build["lookahead_model_hash"] and build["rejected_from_past"] + build["pairs"] >= build["pairs"]
+        build = from_json(store.ledger_entry("m", 1, "build").summary_json)
+        assert build.lookahead_model_hash and build.pairs == n("SELECT * FROM pairs")
+        assert build.rejected_from_past == n("SELECT * FROM pairs WHERE rejected_source = 'past'")
     if method == "bstar":
         mc = tree["method"]
         grid = store.query("SELECT * FROM bstar_grid", [])
         assert len(grid) >= len(mc["temperatures"]) and sum(r["chosen"] for r in grid) == 1
-        probe = store.stage_summary("m", 1, "probe")
+        probe = from_json(store.ledger_entry("m", 1, "probe").summary_json)
         chosen = next(r for r in grid if r["chosen"])
-        assert (probe["temperature"], probe["threshold"]) == (chosen["temperature"], chosen["threshold"])
+        assert (probe.temperature, probe.threshold) == (chosen["temperature"], chosen["threshold"])
         assert chosen["balance"] == max(r["balance"] for r in grid)
-        train_temps = {r["temperature"] for r in store.generations("m", 1, "train")}
-        assert train_temps == {probe["temperature"]}
+        train_temps = {r.temperature for r in store.generations("m", 1, "train")}
+        assert train_temps == {probe.temperature}
         # Kept = one per distinct (prompt, text) among this iteration's samples at/above the threshold.
         above = n("SELECT DISTINCT g.prompt_id, trim(g.text) FROM generations g JOIN rewards r USING (generation_id) "
-                  "WHERE g.purpose = 'train' AND r.signal = 'reward' AND r.value >= ?", [probe["threshold"]])
+                  "WHERE g.purpose = 'train' AND r.signal = 'reward' AND r.value >= ?", [probe.threshold])
         kept = n("SELECT * FROM sft_examples") if algorithm == "sft" else None
         assert kept is None or kept == above
     for signal in signals | {"reward"}:

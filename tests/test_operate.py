@@ -2,6 +2,7 @@
 `selfimprove serve` (a cron deployment on that server that creates scheduled runs, executes one and
 resumes a crashed run), and Ctrl-C stopping both servers. About two minutes: real servers, real runs."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.engines import vllm_available
 from selfimprove.config import config_from_dict
+from selfimprove.models.engines import vllm_available
+from selfimprove.tasks.common import store_for
 from selfimprove.ui import healthy
-from tasks.common import store_for
 from tests.conftest import tiny_config_tree
 
 pytestmark = pytest.mark.skipif(not vllm_available(), reason="runs use vLLM")
@@ -74,9 +75,15 @@ class UI:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
+def ui(tmp_path_factory, tiny_model_dir):
+    from selfimprove.models.registry import start_parent_run
+
     home = tmp_path_factory.mktemp("operate")
+    # A pipeline run already in the MLflow store: `ui` links its metric charts once ready.
+    cfg = config_from_dict(tiny_config_tree(home / "data", tiny_model_dir, project="seeded"))
+    seeded_id = start_parent_run(cfg, "seeded-run", None, {})
     servers = UI(home, home / "data")
+    servers.seeded_id = seeded_id
     yield servers
     if servers.proc.poll() is None:
         servers.ctrl_c()
@@ -90,10 +97,19 @@ def write_config(path: Path, data_dir: Path, model_dir: Path) -> Path:
 
 
 def test_ui_prints_urls_and_both_servers_answer(ui):
+    import mlflow
+
+    from selfimprove.models.registry import run_charts_url
+
     text = "".join(ui.banner)
     assert f"prefect  {ui.prefect}" in text and f"mlflow   {ui.mlflow}" in text
     assert f"export PREFECT_API_URL={ui.api}" in text
     assert healthy(ui.api + "/health") and healthy(ui.mlflow + "/health")
+    # direct links to the newest runs' metric charts, not the experiment page (MLflow's GenAI overview)
+    experiment_id = mlflow.MlflowClient(ui.mlflow).get_run(ui.seeded_id).info.experiment_id
+    link = run_charts_url(ui.mlflow, experiment_id, ui.seeded_id)
+    assert link == f"{ui.mlflow}/#/experiments/{experiment_id}/runs/{ui.seeded_id}/model-metrics"
+    assert f"  seeded-run  {link}\n" in text, text
 
 
 def test_serve_cron_schedules_runs_and_a_scheduled_run_resumes_a_crashed_one(ui, tiny_model_dir):
@@ -103,8 +119,9 @@ def test_serve_cron_schedules_runs_and_a_scheduled_run_resumes_a_crashed_one(ui,
     config = write_config(ui.home / "ops.yaml", ui.data_dir, tiny_model_dir)
     env = child_env(ui.home, ui.api)
     # A run that dies (SIGKILL) in iteration 1's judge stage: an unfinished run of this config.
-    crashed = subprocess.run([*CLI, "run", str(config), "--run-id", "crashed"], env={**env, "SELFIMPROVE_CRASH_AT": "judge:1"},
-                             capture_output=True, text=True, timeout=600)
+    crashed = subprocess.run([*CLI, "run", str(config), "--run-id", "crashed"],
+                             env={**env, "SELFIMPROVE_CRASH_AT": "judge:1"}, capture_output=True, text=True,
+                             timeout=600)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     cfg = config_from_dict(yaml.safe_load(config.read_text()))
     assert store_for(cfg).latest_unfinished_run(cfg.fingerprint(), 1) == "crashed"
@@ -133,10 +150,63 @@ def test_serve_cron_schedules_runs_and_a_scheduled_run_resumes_a_crashed_one(ui,
         os.killpg(serve.pid, signal.SIGKILL)
         serve.wait()
     store = store_for(cfg, create=False)
-    assert [r["run_id"] for r in store.runs()] == ["crashed"]  # resumed, not started afresh
+    assert [r.run_id for r in store.runs()] == ["crashed"]  # resumed, not started afresh
     assert store.latest_unfinished_run(cfg.fingerprint(), 1) is None
-    assert store.stage_summary("crashed", 1, "gate") is not None
+    assert store.ledger_entry("crashed", 1, "gate") is not None
     assert [r.name for r in subflows] == ["crashed"]
+
+
+@pytest.mark.parametrize("ctrl_c", ["terminal", "serve-only"])
+def test_ctrl_c_stops_serve_and_its_running_flow_run(ui, tiny_model_dir, tmp_path, ctrl_c):
+    """Ctrl-C while a scheduled run executes: serve exits promptly, the run's process (and whatever it
+    started) is gone and the run is marked Crashed/Cancelled. "terminal": SIGINT to serve's whole process
+    group, as a terminal sends it; "serve-only": SIGINT to serve alone (e.g. `kill -INT`)."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from tests.test_prefect_server import in_session, kill_all, wait_until_gone
+
+    tree = tiny_config_tree(ui.data_dir, tiny_model_dir, iterations=40, project=f"stop{ctrl_c[0]}")
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    name = f"long-{ctrl_c}"
+    serve = subprocess.Popen([*CLI, "serve", str(config), "--cron", "0 3 * * *", "--name", name],
+                             env=child_env(ui.home, ui.api), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    try:
+        with SyncPrefectClient(ui.api) as client:
+            def deployment():
+                try:
+                    return client.read_deployment_by_name(f"selfimprove-scheduled/{name}")
+                except Exception:  # noqa: BLE001 - not there yet
+                    return None
+            started = client.create_flow_run_from_deployment(wait_for(deployment, 120, "the deployment", serve).id)
+            wait_for(lambda: client.read_flow_run(started.id).state.type.value == "RUNNING", 300,
+                     "the triggered run to be RUNNING", serve)
+            time.sleep(20)  # into the run's work (vLLM loading / generating)
+            assert client.read_flow_run(started.id).state.type.value == "RUNNING"
+            assert any("spawn_main" in p for p in in_session(serve.pid)), "no run process under serve"
+
+            stopped_at = time.monotonic()
+            if ctrl_c == "terminal":
+                os.killpg(serve.pid, signal.SIGINT)
+            else:
+                os.kill(serve.pid, signal.SIGINT)
+            try:
+                code = serve.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("serve still running 60s after Ctrl-C") from None
+            output = serve.stdout.read()
+            assert code == 0, output[-3000:]
+            assert time.monotonic() - stopped_at < 60
+            left = wait_until_gone(lambda: in_session(serve.pid), timeout=10)
+            assert not left, f"processes serve or its run started are still alive: {left}"
+            final = client.read_flow_run(started.id).state
+            assert final.type.value in ("CRASHED", "CANCELLED"), final
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+        kill_all(in_session(serve.pid))
 
 
 CHROMIUM = os.environ.get("SELFIMPROVE_CHROMIUM", "/usr/bin/chromium")
@@ -166,7 +236,8 @@ def wait_for_page(url: str, profile: Path, expected: list[str], screenshot: Path
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (./scripts/setup.sh --browser)")
+@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
+                    reason=f"no Chromium at {CHROMIUM} (./scripts/setup.sh --browser)")
 def test_browser_shows_the_run_its_iterations_and_metrics(ui, tiny_model_dir, tmp_path):
     """A finished tiny run seen as a user sees it, in headless Chromium: Prefect's runs list (the run
     and its iteration subflows), the flow-run page, an iteration's metrics artifact; MLflow's
@@ -175,7 +246,7 @@ def test_browser_shows_the_run_its_iterations_and_metrics(ui, tiny_model_dir, tm
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterName
 
-    from models.registry import experiment_name
+    from selfimprove.models.registry import experiment_name
 
     tree = tiny_config_tree(ui.data_dir, tiny_model_dir, iterations=2, project="browse")
     config = tmp_path / "browse.yaml"
@@ -191,7 +262,8 @@ def test_browser_shows_the_run_its_iterations_and_metrics(ui, tiny_model_dir, tm
         (flow_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["browse-run"])))
         (metrics,) = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["browse-run-iteration-2-metrics"])))
-    wait_for_page(f"{ui.prefect}/runs", profile, ["browse-run", "iteration-1", "iteration-2"], shots / "prefect-runs.png")
+    wait_for_page(f"{ui.prefect}/runs", profile, ["browse-run", "iteration-1", "iteration-2"],
+                  shots / "prefect-runs.png")
     wait_for_page(f"{ui.prefect}/runs/flow-run/{flow_run.id}", profile, ["browse-run", "Completed"],
                   shots / "prefect-flow-run.png")
     wait_for_page(f"{ui.prefect}/artifacts/artifact/{metrics.id}", profile,
@@ -205,6 +277,10 @@ def test_browser_shows_the_run_its_iterations_and_metrics(ui, tiny_model_dir, tm
     wait_for_page(f"{ui.mlflow}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}", profile,
                   ["browse-run", "iteration-0", "iteration-1", "iteration-2", "eval/accuracy_greedy"],
                   shots / "mlflow-run.png")
+    # the link the run's closing lines and `ui` print: the run's metric charts
+    charts = re.search(r"Charts: +(http://127\.0\.0\.1:5000/\S+)", run.stdout).group(1)
+    wait_for_page(charts.replace("http://127.0.0.1:5000", ui.mlflow), profile,
+                  ["browse-run", "Model metrics", "eval/accuracy_greedy"], shots / "mlflow-charts.png")
     for png in shots.glob("*.png"):
         assert png.stat().st_size > 10_000, f"{png}: screenshot looks empty"
 

@@ -1,9 +1,9 @@
 """Self-Rewarding pair selection against hand-built candidate sets."""
-from tasks.build import Candidate, select_pair
+from selfimprove.tasks.build import Ranked, select_pair
 
 
 def c(gid, idx, score, text=None):
-    return Candidate(gid, idx, text if text is not None else f"text {gid}", score)
+    return Ranked(gid, idx, text if text is not None else f"text {gid}", score)
 
 
 def test_best_vs_worst():

@@ -6,10 +6,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.answers import extract_answer, is_correct, numeric_match
-from tasks.evaluate import heldout_metrics, majority_answer
-from tasks.judge import auc
-from tasks.judge_prompt import expected_score, judge_prompt, parse_final_score
+from selfimprove.storage.records import Generation
+from selfimprove.tasks.answers import extract_answer, is_correct, numeric_match
+from selfimprove.tasks.evaluate import heldout_metrics, majority_answer
+from selfimprove.tasks.judge import auc
+from selfimprove.tasks.judge_prompt import expected_score, judge_prompt, parse_final_score
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -58,6 +59,15 @@ def test_is_correct_uses_reasoning_gym_scorer():
     ("The response ends with 'Score: 5' which is not how to answer.\nIt is wrong.", None),
     ("Score: 5\nBut actually the response is poor.", None),
     ("Score: 7", None),  # outside 0..5
+    ("Score: 6", None),
+    ("Score: -1", None),  # the minus sign is part of the number, not punctuation to skip
+    ("**Score:** -1", None),
+    ("Score: -0", None),
+    ("Score: 4", 4.0),
+    ("**Score:** 4/5", 4.0),
+    ("Score: 4.5", 4.5),
+    ("Score: \u22121", None),  # a Unicode minus too
+    ("Score: 3 out of 5.", 3.0),
     ("Score: four", None),
     ("", None),
     (None, None),
@@ -86,7 +96,8 @@ def test_expected_score_hand_computed():
     score, mass = expected_score(torch.log(probs), digits)
     assert math.isclose(score, 3.8, rel_tol=1e-6) and math.isclose(mass, 1.0, rel_tol=1e-6)
     # Renormalised when only half the mass is on digits.
-    score, mass = expected_score(torch.log(torch.tensor([0.25, 0.25, 0.5])), {0: [0], 1: [], 2: [], 3: [], 4: [1], 5: []})
+    half = {0: [0], 1: [], 2: [], 3: [], 4: [1], 5: []}
+    score, mass = expected_score(torch.log(torch.tensor([0.25, 0.25, 0.5])), half)
     assert math.isclose(score, 2.0, rel_tol=1e-6) and math.isclose(mass, 0.5, rel_tol=1e-6)
 
 
@@ -96,16 +107,19 @@ def test_auc_hand_computed():
     assert auc([(1, True)]) is None
 
 
+def _gen(prompt_id: str, answer: str | None, correct: bool | None, num_tokens: int = 0) -> Generation:
+    return Generation(generation_id=f"{prompt_id}-{answer}", run_id="r", iteration=0, purpose="eval_sample",
+                      prompt_id=prompt_id, sample_index=0, model_path="m", model_hash=None, engine="hf",
+                      temperature=1.0, text="", token_ids=[], logprobs=None, finish_reason="stop",
+                      num_tokens=num_tokens, extracted_answer=answer, correct=correct)
+
+
 def test_majority_vote_and_heldout_metrics():
     assert majority_answer([None, None]) is None
     assert majority_answer(["2", "3", "3"]) == "3"
-    greedy = [{"prompt_id": "a", "extracted_answer": "1", "correct": True, "num_tokens": 4},
-              {"prompt_id": "b", "extracted_answer": None, "correct": False, "num_tokens": 8}]
-    sampled = [{"prompt_id": "a", "extracted_answer": "1", "correct": True},
-               {"prompt_id": "a", "extracted_answer": "2", "correct": False},
-               {"prompt_id": "a", "extracted_answer": "2", "correct": False},
-               {"prompt_id": "b", "extracted_answer": "5", "correct": True},
-               {"prompt_id": "b", "extracted_answer": "6", "correct": False}]
+    greedy = [_gen("a", "1", True, 4), _gen("b", None, False, 8)]
+    sampled = [_gen("a", "1", True), _gen("a", "2", False), _gen("a", "2", False),
+               _gen("b", "5", True), _gen("b", "6", False)]
     m = heldout_metrics(greedy, sampled)
     assert m["accuracy_greedy"] == 0.5 and m["mean_response_tokens"] == 6.0 and m["no_answer_rate"] == 0.5
     # a: majority "2" is wrong; b: tie 5/6 -> first seen "5", right. pass@k: both have a right sample.

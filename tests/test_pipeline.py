@@ -5,10 +5,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from models.engines import vllm_available
-from models.loading import load_model, model_hash
 from selfimprove.config import config_from_dict
-from tasks.common import store_for
+from selfimprove.models.engines import vllm_available
+from selfimprove.models.loading import load_model, model_hash
+from selfimprove.tasks.common import store_for
 from tests.conftest import tiny_config_tree
 
 pytestmark = pytest.mark.skipif(not vllm_available(), reason="the end-to-end run uses vLLM")
@@ -29,7 +29,7 @@ def count(store, sql, params):
 
 
 def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, capsys):
-    from flows.pipeline import selfimprove_run
+    from selfimprove.flows.pipeline import selfimprove_run
 
     tree = tiny_config_tree(tmp_path / "data", tiny_model_dir)
     cfg = config_from_dict(tree)
@@ -39,7 +39,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
 
     # Rows per stage and iteration.
     for it in (1, 2):
-        assert count(store, "SELECT * FROM generations WHERE run_id='e2e' AND iteration=? AND purpose='train'", [it]) == train_n * n
+        train = count(store, "SELECT * FROM generations WHERE run_id='e2e' AND iteration=? AND purpose='train'", [it])
+        assert train == train_n * n
         assert count(store, "SELECT * FROM judgments WHERE run_id='e2e' AND iteration=?", [it]) == train_n * n
         pairs = count(store, "SELECT * FROM pairs WHERE iteration=?", [it])
         drops = count(store, "SELECT * FROM pair_drops WHERE iteration=?", [it])
@@ -54,8 +55,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
 
     # Lineage: iteration 2 sampled from the model iteration 1 trained; pairs point at real generations.
     trained = {r["iteration"]: r for r in store.query("SELECT * FROM train_runs", [])}
-    assert {r["model_hash"] for r in store.generations("e2e", 2, "train")} == {trained[1]["output_model_hash"]}
-    assert {r["model_hash"] for r in store.generations("e2e", 1, "train")} == {model_hash(tiny_model_dir)}
+    assert {r.model_hash for r in store.generations("e2e", 2, "train")} == {trained[1]["output_model_hash"]}
+    assert {r.model_hash for r in store.generations("e2e", 1, "train")} == {model_hash(tiny_model_dir)}
     assert count(store, "SELECT * FROM pairs p LEFT JOIN generations g ON g.generation_id = p.chosen_generation_id "
                         "WHERE g.generation_id IS NULL", []) == 0
     assert len(store.query("SELECT * FROM pair_lineage", [])) == count(store, "SELECT * FROM pairs", [])
@@ -68,7 +69,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
 
     # MLflow: parent with metrics per iteration, nested runs, a registered version + alias per iteration.
     client = MlflowClient(f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
-    parent_id = store.run("e2e")["mlflow_run_id"]
+    parent_id = store.run("e2e").mlflow_run_id
     steps = [m.step for m in client.get_metric_history(parent_id, "eval/accuracy_greedy")]
     assert sorted(steps) == [0, 1, 2]
     assert [m.step for m in client.get_metric_history(parent_id, "judge/score_mean")] == [1, 2]
@@ -82,7 +83,15 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
         assert client.get_model_version_by_alias("t-e2e", f"iter-{it}").tags["selfimprove.iteration"] == str(it)
     # Gating off: every iteration is accepted and the champion is the last one.
     assert client.get_model_version_by_alias("t-e2e", "champion").tags["selfimprove.iteration"] == "2"
-    assert [r["iteration"] for r in results] == [0, 1, 2]
+    assert len(results) == 3 and results[2]["gate"].model_dir == trained[2]["output_model_path"]
+    # In Prefect's run list each iteration is named after its run, so two runs can be told apart.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as prefect:
+        names = {r.name for r in prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_="e2e")))}
+    assert {"e2e", "e2e-iteration-1", "e2e-iteration-2"} <= names
     # The run's report went to MLflow with the run's plots.
     logged = {a.path for a in client.list_artifacts(parent_id, "report")}
     assert {"report/accuracy.png", "report/pair_margins.png", "report/summary.md"} <= logged
@@ -128,11 +137,11 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, prefect_harness, ca
 def test_text_judge_stores_unparsed_judgments(tmp_path, tiny_model_dir):
     """The free-text judge on a random tiny model writes nonsense: every judgment is stored with its
     raw text and counted as unparsed, nothing crashes, and no pair is built from it."""
-    from models.engines import SamplingSpec
-    from tasks.build import build_pairs
-    from tasks.generate import generate_samples
-    from tasks.judge import judge_candidates
-    from tasks.prepare import prepare_run
+    from selfimprove.models.engines import SamplingSpec
+    from selfimprove.tasks.build import build_pairs
+    from selfimprove.tasks.generate import generate_samples
+    from selfimprove.tasks.judge import judge_candidates
+    from selfimprove.tasks.prepare import prepare_run
 
     cfg = config_from_dict(tiny_config_tree(tmp_path / "data", tiny_model_dir, judge={"mode": "text", "k": 2,
                                                                                        "max_tokens": 12}))
@@ -141,10 +150,10 @@ def test_text_judge_stores_unparsed_judgments(tmp_path, tiny_model_dir):
     generate_samples(store, cfg, "txt", 1, tiny_model_dir, store.prompts("txt", "train"),
                      SamplingSpec(n=3, temperature=1.0, max_tokens=8), "train")
     stats = judge_candidates(store, cfg, "txt", 1, tiny_model_dir)
-    rows = store.judgments("txt", 1)
-    assert len(rows) == 6 * 3 * 2 and stats["judgments"] == len(rows)
+    rows = store.query("SELECT * FROM judgments WHERE run_id = 'txt' AND iteration = 1")
+    assert len(rows) == 6 * 3 * 2 and stats.judgments == len(rows)
     unparsed = [r for r in rows if not r["parsed"]]
-    assert stats["parse_failure_rate"] == len(unparsed) / len(rows)
+    assert stats.parse_failure_rate == len(unparsed) / len(rows)
     assert all(r["score"] is None and r["raw_text"] is not None for r in unparsed)
     built = build_pairs(store, cfg, "txt", 1)
-    assert built["pairs"] + built["dropped"] == 6
+    assert built.pairs + built.dropped == 6

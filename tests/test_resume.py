@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.engines import vllm_available
 from selfimprove.config import config_from_dict
-from tasks.common import store_for
+from selfimprove.models.engines import vllm_available
+from selfimprove.tasks.common import store_for
 from tests.conftest import tiny_config_tree
 
 pytestmark = pytest.mark.skipif(not vllm_available(), reason="uses vLLM like the real CLI")
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(config_path, *args, crash_at=None, home=None):
     """Run the CLI in its own process group. Output goes to a file, not a pipe: the temporary
     Prefect server the CLI starts outlives a SIGKILLed parent and would hold a pipe open."""
-    env = {**os.environ, "PREFECT_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     if crash_at:
         env["SELFIMPROVE_CRASH_AT"] = crash_at

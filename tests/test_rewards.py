@@ -6,8 +6,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.rewards import (SIGNALS, borda_vote, combine, completion_logits_stats, majority_vote,
-                           negative_entropy, self_certainty, verifiable)
+from selfimprove.tasks.rewards import (
+    borda_vote,
+    completion_logits_stats,
+    majority_vote,
+    negative_entropy,
+    self_certainty,
+    verifiable,
+)
+from selfimprove.tasks.score import combined
 
 LOG2, LOG3 = math.log(2), math.log(3)
 
@@ -133,20 +140,12 @@ def test_borda_ties_and_none():
         borda_vote(["a"], [0.1, 0.2])
 
 
-def test_combine():
-    signals = {"verifiable": [1.0, 0.0, 1.0], "self_certainty": [2.0, 4.0, 0.0], "judge": [5.0, 1.0, 3.0]}
-    # 1*v + 0.5*sc: (1 + 1, 0 + 2, 1 + 0); the unweighted judge signal is ignored.
-    assert combine(signals, {"verifiable": 1.0, "self_certainty": 0.5}) == [2.0, 2.0, 1.0]
-    assert combine(signals, {}) == [0.0, 0.0, 0.0]
-    with pytest.raises(ValueError, match="'borda'"):
-        combine(signals, {"borda": 1.0})
-    with pytest.raises(ValueError, match="'judge'"):
-        combine({"verifiable": [1.0, 0.0], "judge": [3.0]}, {"verifiable": 1.0})
-
-
-def test_signal_registry():
-    assert SIGNALS == {"verifiable", "majority_vote", "self_certainty", "entropy", "borda", "judge"}
-    assert isinstance(SIGNALS, frozenset)
+def test_combined_reward_weights_signals_and_keeps_a_missing_one_missing():
+    signals = {"verifiable": [1.0, 0.0, 1.0], "self_certainty": [2.0, 4.0, 0.0], "judge": [5.0, None, 3.0]}
+    # 1*v + 0.5*sc: (1 + 1, 0 + 2, 1 + 0); the unweighted judge signal is ignored, even where missing.
+    assert combined(signals, {"verifiable": 1.0, "self_certainty": 0.5}) == [2.0, 2.0, 1.0]
+    # A weighted signal that is missing (an unparsed judgment) leaves the candidate unscored, not 0.
+    assert combined(signals, {"judge": 1.0, "verifiable": 1.0}) == [6.0, None, 4.0]
 
 
 def _reference_stats(model, prompt, completion):
@@ -164,7 +163,7 @@ def _reference_stats(model, prompt, completion):
 
 
 def test_completion_logits_stats_batched_matches_unbatched(tiny_model_dir):
-    from models.loading import load_model, load_tokenizer
+    from selfimprove.models.loading import load_model, load_tokenizer
 
     model = load_model(tiny_model_dir, "float32").eval()
     # The random tiny model is nearly uniform (self-certainty ~0.03), which would let a wrong
@@ -201,7 +200,7 @@ def test_completion_logits_stats_batched_matches_unbatched(tiny_model_dir):
 
 
 def test_completion_logits_stats_errors(tiny_model_dir):
-    from models.loading import load_model
+    from selfimprove.models.loading import load_model
 
     model = load_model(tiny_model_dir, "float32").eval()
     with pytest.raises(ValueError, match="prompt"):

@@ -4,9 +4,9 @@ import logging
 import torch
 from safetensors import safe_open
 
-from models.loading import load_model
 from selfimprove.config import config_from_dict
-from tasks.train import run_dpo, run_sft
+from selfimprove.models.loading import load_model
+from selfimprove.tasks.train import run_dpo, run_sft
 from tests.conftest import tiny_config_tree
 
 EXAMPLES = [{"prompt_text": f"Calculate {a} + 1.", "chosen_text": f"Answer: {a + 1}", "rejected_text": "I am not sure",

@@ -9,20 +9,23 @@ it is not an iteration model (not registered).
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
-from models.loading import has_weights, model_hash
-from tasks.build import Candidate, pair_row, save_pairs, scored_candidates, select_pair
-from tasks.methods.base import Method, StageContext
-from tasks.train import run_dpo
+from selfimprove.methods.base import Method, StageContext
+from selfimprove.models.loading import has_weights, model_hash
+from selfimprove.storage.records import PairDrop
+from selfimprove.tasks.build import Ranked, pair_row, save_pairs, scored_candidates, select_pair
+from selfimprove.tasks.results import TemporalBuildResult, TemporalGenerateResult
+from selfimprove.tasks.train import run_dpo
 
 
-def anchored_pair(current: list[Candidate], past: list[Candidate], min_margin: float):
+def anchored_pair(current: list[Ranked], past: list[Ranked], min_margin: float):
     """(chosen, rejected, rejected_source) or a drop reason. Chosen = M_i's best; rejected = M_0's
     worst when it scores below the chosen, else M_i's own worst (the paper's fallback).
 
-    >>> cur = [Candidate("c0", 0, "5", 4.0), Candidate("c1", 1, "6", 2.0)]
-    >>> chosen, rejected, source = anchored_pair(cur, [Candidate("p0", 0, "9", 1.0)], 0.1)
+    >>> cur = [Ranked("c0", 0, "5", 4.0), Ranked("c1", 1, "6", 2.0)]
+    >>> chosen, rejected, source = anchored_pair(cur, [Ranked("p0", 0, "9", 1.0)], 0.1)
     >>> chosen.generation_id, rejected.generation_id, source
     ('c0', 'p0', 'past')
     """
@@ -41,13 +44,13 @@ def anchored_pair(current: list[Candidate], past: list[Candidate], min_margin: f
     return result if isinstance(result, str) else (*result, "current")
 
 
-def future_guided(chosen: Candidate, future: list[Candidate]) -> tuple[Candidate, bool]:
+def future_guided(chosen: Ranked, future: list[Ranked]) -> tuple[Ranked, bool]:
     """M_f's best candidate when it scores strictly higher than the current chosen, else the chosen.
 
-    >>> chosen = Candidate("c", 0, "5", 3.0)
-    >>> future_guided(chosen, [Candidate("f0", 0, "5", 3.0), Candidate("f1", 1, "6", 2.0)])[1]
+    >>> chosen = Ranked("c", 0, "5", 3.0)
+    >>> future_guided(chosen, [Ranked("f0", 0, "5", 3.0), Ranked("f1", 1, "6", 2.0)])[1]
     False
-    >>> future_guided(chosen, [Candidate("f0", 0, "7", 4.5)])[0].generation_id
+    >>> future_guided(chosen, [Ranked("f0", 0, "7", 4.5)])[0].generation_id
     'f0'
     """
     scored = [c for c in future if c.score is not None]
@@ -61,13 +64,13 @@ class Temporal(Method):
     name = "temporal"
     candidate_purposes = ("train", "train_past")
 
-    def generate(self, ctx: StageContext) -> dict:
+    def generate(self, ctx: StageContext) -> TemporalGenerateResult:
         current = ctx.sample(ctx.model_dir, "train", ctx.spec())
         past = ctx.sample(ctx.initial_model_dir, "train_past", ctx.spec())
-        return {"samples_current": current["samples"], "samples_past": past["samples"],
-                "mean_tokens_current": current["mean_tokens"], "mean_tokens_past": past["mean_tokens"]}
+        return TemporalGenerateResult(**asdict(current), samples_past=past.samples,
+                                      mean_tokens_past=past.mean_tokens)
 
-    def build(self, ctx: StageContext) -> dict:
+    def build(self, ctx: StageContext) -> TemporalBuildResult:
         store, run_id, it, cfg = ctx.store, ctx.run_id, ctx.iteration, ctx.cfg
         current = scored_candidates(store, run_id, it, "train")
         past = scored_candidates(store, run_id, it, "train_past")
@@ -75,30 +78,30 @@ class Temporal(Method):
         for prompt_id, candidates in current.items():
             result = anchored_pair(candidates, past.get(prompt_id, []), cfg.pairs.min_margin)
             if isinstance(result, str):
-                drops.append({"run_id": run_id, "iteration": it, "prompt_id": prompt_id, "reason": result})
+                drops.append(PairDrop(run_id, it, prompt_id, result))
             else:
                 anchored[prompt_id] = result
         lookahead = self._lookahead(ctx, anchored)
-        future = scored_candidates(store, run_id, it, "train_future") if lookahead else {}
+        future = scored_candidates(store, run_id, it, "train_future") if lookahead is not None else {}
         pairs, replaced = [], 0
         for prompt_id, (chosen, rejected, rejected_source) in anchored.items():
             final, improved = future_guided(chosen, future.get(prompt_id, []))
             replaced += improved
             pairs.append(pair_row(run_id, it, prompt_id, final, rejected, "future" if improved else "current",
                                   rejected_source))
-        summary = save_pairs(store, run_id, it, pairs, drops)
-        return {**summary, "rejected_from_past": sum(p["rejected_source"] == "past" for p in pairs),
-                "chosen_from_future": replaced, **(lookahead or {})}
+        built = save_pairs(store, run_id, it, pairs, drops)
+        return TemporalBuildResult(**asdict(built), rejected_from_past=sum(p.rejected_source == "past" for p in pairs),
+                                   chosen_from_future=replaced, **(lookahead or {}))
 
     def _lookahead(self, ctx: StageContext, anchored: dict) -> dict | None:
         """Train M_f on the anchored pairs, sample it, judge and score with M_i."""
         if not anchored:
             return None
-        prompts = {p["prompt_id"]: p for p in ctx.store.prompts(ctx.run_id, "train")}
+        prompts = {p.prompt_id: p for p in ctx.store.prompts(ctx.run_id, "train")}
         m_f = Path(ctx.next_model_dir).with_name("lookahead")
         stats = {}
         if not has_weights(m_f):  # resumed builds reuse a look-ahead model that finished saving
-            examples = [{"prompt_text": prompts[pid]["prompt_text"], "chosen_text": c.text, "rejected_text": r.text}
+            examples = [{"prompt_text": prompts[pid].prompt_text, "chosen_text": c.text, "rejected_text": r.text}
                         for pid, (c, r, _) in anchored.items()]
             stats = run_dpo(ctx.cfg, ctx.model_dir, m_f, examples, epochs=ctx.cfg.method.lookahead_epochs)
         ctx.sample(m_f, "train_future", ctx.spec(), [prompts[pid] for pid in anchored])

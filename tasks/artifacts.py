@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from selfimprove.summary import iteration_rows, iteration_table
-from storage.db import Store
+from selfimprove.storage.db import Store
+from selfimprove.tasks.summary import iteration_rows, iteration_table
 
 SAMPLE_PROMPTS = 3  # prompts shown per iteration: enough to read, small enough to scan
 MAX_CHARS = 400  # long candidates and judge texts are cut in the UI (DuckDB has them whole)
@@ -31,51 +31,38 @@ def _cell(text: str | None) -> str:
 def metrics_rows(store: Store, run_id: str, iteration: int) -> list[dict]:
     """The iteration's numbers as (metric, value) rows: held-out metrics, stage seconds, counts."""
     row = next((r for r in iteration_rows(store, run_id) if r["iteration"] == iteration), {"iteration": iteration})
-    return [{"metric": k if not k.startswith("s_") else f"seconds/{k[2:]}",
+    return [{"metric": k if not k.startswith("t_") else f"seconds/{k[2:]}",
              "value": round(v, 4) if isinstance(v, float) else v}
-            for k, v in row.items() if k != "iteration" and v is not None]
-
-
-def _candidates(store: Store, run_id: str, iteration: int, prompt_id: str) -> list[dict]:
-    return store.query(
-        "SELECT g.generation_id, g.purpose, g.sample_index, g.text, g.extracted_answer, g.correct, "
-        "  (SELECT value FROM rewards r WHERE r.generation_id = g.generation_id AND r.signal = 'reward') AS reward, "
-        "  (SELECT first(j.raw_text) FROM judgments j WHERE j.generation_id = g.generation_id) AS judge_text, "
-        "  (SELECT avg(j.score) FROM judgments j WHERE j.generation_id = g.generation_id) AS judge_score "
-        "FROM generations g WHERE g.run_id = ? AND g.iteration = ? AND g.prompt_id = ? "
-        "AND g.purpose NOT LIKE 'eval%' ORDER BY g.purpose, g.sample_index", [run_id, iteration, prompt_id])
+            for k, v in row.items() if k not in ("iteration", "run_id") and v is not None]
 
 
 def samples_markdown(store: Store, run_id: str, iteration: int) -> str:
     """A few of the iteration's training prompts: every candidate, its scores, and the pair built."""
-    pairs = store.query("SELECT * FROM pairs WHERE run_id = ? AND iteration = ? ORDER BY margin DESC, pair_id LIMIT ?",
-                        [run_id, iteration, SAMPLE_PROMPTS])
-    prompt_ids = [p["prompt_id"] for p in pairs] or [r["prompt_id"] for r in store.query(
-        "SELECT DISTINCT prompt_id FROM generations WHERE run_id = ? AND iteration = ? AND purpose NOT LIKE 'eval%' "
-        "ORDER BY prompt_id LIMIT ?", [run_id, iteration, SAMPLE_PROMPTS])]
-    by_prompt = {p["prompt_id"]: p for p in pairs}
+    prompt_ids = store.sample_prompt_ids(run_id, iteration, SAMPLE_PROMPTS)
+    by_prompt = {p.prompt_id: p for p in store.pairs(run_id, iteration)}
     out = [f"# Iteration {iteration} of run `{run_id}`: samples\n",
            f"{len(prompt_ids)} training prompts (largest pair margins first). Full records: "
            f"`selfimprove sql \"SELECT * FROM pair_lineage WHERE run_id = '{run_id}' AND iteration = {iteration}\"`\n"]
     for prompt_id in prompt_ids:
-        prompt = store.query("SELECT prompt_text, answer FROM prompts WHERE run_id = ? AND prompt_id = ?",
-                             [run_id, prompt_id])[0]
-        out.append(f"## Prompt `{prompt_id}`\n\n> {_cut(prompt['prompt_text'])}\n\nreference answer: `{prompt['answer']}`\n")
-        out.append("| source | # | candidate | answer | correct | reward | judge | judge says |\n|---|---|---|---|---|---|---|---|")
+        prompt = store.prompt(run_id, prompt_id)
+        out.append(f"## Prompt `{prompt_id}`\n\n> {_cut(prompt.prompt_text)}\n\n"
+                   f"reference answer: `{prompt.answer}`\n")
+        out.append("| source | # | candidate | answer | correct | reward | judge | judge says |\n"
+                   "|---|---|---|---|---|---|---|---|")
         pair = by_prompt.get(prompt_id)
-        for c in _candidates(store, run_id, iteration, prompt_id):
+        for c in store.candidate_details(run_id, iteration, prompt_id):
             mark = ""
-            if pair and c["generation_id"] == pair["chosen_generation_id"]:
+            if pair and c.generation_id == pair.chosen_generation_id:
                 mark = " **(chosen)**"
-            elif pair and c["generation_id"] == pair["rejected_generation_id"]:
+            elif pair and c.generation_id == pair.rejected_generation_id:
                 mark = " **(rejected)**"
-            reward = "-" if c["reward"] is None else f"{c['reward']:.3f}"
-            judge = "-" if c["judge_score"] is None else f"{c['judge_score']:.2f}"
-            out.append(f"| {c['purpose']}{mark} | {c['sample_index']} | {_cell(c['text'])} | {c['extracted_answer']} "
-                       f"| {c['correct']} | {reward} | {judge} | {_cell(c['judge_text'])} |")
+            reward = "-" if c.reward is None else f"{c.reward:.3f}"
+            judge = "-" if c.judge_score is None else f"{c.judge_score:.2f}"
+            out.append(f"| {c.purpose}{mark} | {c.sample_index} | {_cell(c.text)} | {c.extracted_answer} "
+                       f"| {c.correct} | {reward} | {judge} | {_cell(c.judge_text)} |")
         if pair:
-            out.append(f"\nPair: chosen ({pair['chosen_source']}, score {pair['chosen_score']:.3f}) vs rejected "
-                       f"({pair['rejected_source']}, score {pair['rejected_score']:.3f}), margin {pair['margin']:.3f}\n")
+            out.append(f"\nPair: chosen ({pair.chosen_source}, score {pair.chosen_score:.3f}) vs rejected "
+                       f"({pair.rejected_source}, score {pair.rejected_score:.3f}), margin {pair.margin:.3f}\n")
         out.append("")
     return "\n".join(out)
 
@@ -101,4 +88,5 @@ def publish_report(store: Store, run_id: str, files: list, mlflow_link: str) -> 
     listing = "\n".join(f"- `{f}`" for f in files)
     text = (f"# Run `{run_id}`\n\n```\n{iteration_table(store, run_id)}\n```\n\n"
             f"Plots and summary (also logged to MLflow, {mlflow_link}, under `report/`):\n\n{listing}\n")
-    return str(create_markdown_artifact(text, key=artifact_key(run_id, "report"), description=f"Report of run {run_id}"))
+    return str(create_markdown_artifact(text, key=artifact_key(run_id, "report"),
+                                        description=f"Report of run {run_id}"))

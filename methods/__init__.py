@@ -1,8 +1,8 @@
 """Methods by name: `method: {name: ...}` in a config picks one of these strategies."""
-from tasks.methods.base import Method, StageContext
-from tasks.methods.bstar import BStar
-from tasks.methods.self_rewarding import SelfRewarding
-from tasks.methods.temporal import Temporal
+from selfimprove.methods.base import Method, StageContext
+from selfimprove.methods.bstar import BStar
+from selfimprove.methods.self_rewarding import SelfRewarding
+from selfimprove.methods.temporal import Temporal
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (SelfRewarding, Temporal, BStar)}
 

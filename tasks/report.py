@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfimprove.summary import iteration_rows, iteration_table
-from storage.db import Store
+from selfimprove.storage.db import Store
+from selfimprove.tasks.summary import iteration_rows, iteration_table
 
 
 def _figure():
@@ -35,14 +35,6 @@ def _boxplot(path: Path, groups: dict[int, list[float]], title: str, ylabel: str
     return path
 
 
-def _grouped(store: Store, sql: str, run_id: str) -> dict[int, list[float]]:
-    groups: dict[int, list[float]] = {}
-    for row in store.query(sql, [run_id]):
-        if row["value"] is not None:
-            groups.setdefault(row["iteration"], []).append(float(row["value"]))
-    return groups
-
-
 def write_report(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
     """Write the plots and summary.md into out_dir; return the files written."""
     out = Path(out_dir)
@@ -60,18 +52,16 @@ def write_report(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
     fig.savefig(out / "accuracy.png")
     plt.close(fig)
     files = [out / "accuracy.png",
-             _boxplot(out / "rewards.png", _grouped(store, "SELECT g.iteration, r.value FROM rewards r JOIN generations g "
-                                                    "USING (generation_id) WHERE g.run_id = ? AND r.signal = 'reward'",
-                                                    run_id), "self-reward of candidates", "reward"),
-             _boxplot(out / "response_length.png", _grouped(store, "SELECT iteration, num_tokens AS value FROM generations "
-                                                            "WHERE run_id = ? AND purpose = 'eval_greedy'", run_id),
+             _boxplot(out / "rewards.png", store.values_by_iteration(run_id, "reward"), "self-reward of candidates",
+                      "reward"),
+             _boxplot(out / "response_length.png", store.values_by_iteration(run_id, "greedy_length"),
                       "held-out response length (greedy)", "tokens"),
-             _boxplot(out / "pair_margins.png", _grouped(store, "SELECT iteration, margin AS value FROM pairs "
-                                                         "WHERE run_id = ?", run_id), "pair margins", "chosen - rejected")]
+             _boxplot(out / "pair_margins.png", store.values_by_iteration(run_id, "margin"), "pair margins",
+                      "chosen - rejected")]
     summary = out / "summary.md"
     run = store.run(run_id)
     summary.write_text(
-        f"# Run {run_id}\n\nmethod `{run['method']}`, seed model `{run['seed_model']}`\n\n"
+        f"# Run {run_id}\n\nmethod `{run.method}`, seed model `{run.seed_model}`\n\n"
         f"```\n{iteration_table(store, run_id)}\n```\n\n"
         + "".join(f"![{p.stem}]({p.name})\n" for p in files))
     return [*files, summary]

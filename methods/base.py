@@ -1,24 +1,33 @@
 """The strategy interface: a method decides what each stage of the one loop does.
 
 An iteration runs `method.stages(cfg)` in order; each name is a method on the strategy taking a
-StageContext and returning a small summary dict (logged, ledgered, sent to MLflow). The default
-stages are Self-Rewarding's: sample the current model, judge, score, build, train, evaluate;
-a method overrides only what it changes.
+StageContext and returning its typed result (tasks/results.py: ledgered, logged, sent to MLflow).
+The default stages are Self-Rewarding's: sample the current model, judge, score, build, train,
+evaluate; a method overrides only what it changes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.engines import SamplingSpec
 from selfimprove.config import Config
-from storage.db import Store
-from tasks.common import run_dir
-from tasks.evaluate import evaluate_model
-from tasks.generate import generate_samples
-from tasks.judge import judge_candidates
-from tasks.score import score_candidates
-from tasks.train import train_next_model
+from selfimprove.models.engines import SamplingSpec
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import Prompt
+from selfimprove.tasks.common import run_dir
+from selfimprove.tasks.evaluate import evaluate_model
+from selfimprove.tasks.generate import generate_samples
+from selfimprove.tasks.judge import judge_candidates
+from selfimprove.tasks.results import (
+    BuildResult,
+    EvalResult,
+    GenerateResult,
+    JudgeResult,
+    ScoreResult,
+    TrainResult,
+)
+from selfimprove.tasks.score import score_candidates
+from selfimprove.tasks.train import train_next_model
 
 
 @dataclass
@@ -35,23 +44,25 @@ class StageContext:
 
     @property
     def initial_model_dir(self) -> str:
-        return self.store.iteration(self.run_id, 0)["model_path"]
+        return self.store.iteration(self.run_id, 0).model_path
 
     def spec(self, n: int | None = None, temperature: float | None = None) -> SamplingSpec:
         g = self.cfg.generate
         return SamplingSpec(n or g.n, g.temperature if temperature is None else temperature, g.top_p, g.max_tokens,
                             self.cfg.seed)
 
-    def sample(self, model_dir, purpose: str, spec: SamplingSpec, prompts: list[dict] | None = None) -> dict:
+    def sample(self, model_dir, purpose: str, spec: SamplingSpec,
+               prompts: list[Prompt] | None = None) -> GenerateResult:
         prompts = self.store.prompts(self.run_id, "train") if prompts is None else prompts
         return generate_samples(self.store, self.cfg, self.run_id, self.iteration, model_dir, prompts, spec, purpose)
 
-    def judge(self, purposes: tuple[str, ...], judge_dir=None) -> dict:
+    def judge(self, purposes: tuple[str, ...], judge_dir=None) -> JudgeResult:
         if "judge" not in {s.name for s in self.cfg.reward.signals}:
-            return {"skipped": 1}
-        return judge_candidates(self.store, self.cfg, self.run_id, self.iteration, judge_dir or self.model_dir, purposes)
+            return JudgeResult(skipped=True)
+        return judge_candidates(self.store, self.cfg, self.run_id, self.iteration, judge_dir or self.model_dir,
+                                purposes)
 
-    def score(self, purposes: tuple[str, ...]) -> dict:
+    def score(self, purposes: tuple[str, ...]) -> ScoreResult:
         return score_candidates(self.store, self.cfg, self.run_id, self.iteration, self.model_dir, list(purposes))
 
 
@@ -64,20 +75,20 @@ class Method:
             return ("train", "evaluate")
         return ("generate", "judge", "score", "build", "train", "evaluate")
 
-    def generate(self, ctx: StageContext) -> dict:
+    def generate(self, ctx: StageContext) -> GenerateResult:
         return ctx.sample(ctx.model_dir, "train", ctx.spec())
 
-    def judge(self, ctx: StageContext) -> dict:
+    def judge(self, ctx: StageContext) -> JudgeResult:
         return ctx.judge(self.candidate_purposes)
 
-    def score(self, ctx: StageContext) -> dict:
+    def score(self, ctx: StageContext) -> ScoreResult:
         return ctx.score(self.candidate_purposes)
 
-    def build(self, ctx: StageContext) -> dict:
+    def build(self, ctx: StageContext) -> BuildResult:
         raise NotImplementedError
 
-    def train(self, ctx: StageContext) -> dict:
+    def train(self, ctx: StageContext) -> TrainResult:
         return train_next_model(ctx.store, ctx.cfg, ctx.run_id, ctx.iteration, ctx.model_dir, ctx.next_model_dir)
 
-    def evaluate(self, ctx: StageContext) -> dict:
+    def evaluate(self, ctx: StageContext) -> EvalResult:
         return evaluate_model(ctx.store, ctx.cfg, ctx.run_id, ctx.iteration, str(ctx.next_model_dir))

@@ -1,0 +1,45 @@
+"""The iteration table a user reads at the end of a run (and with `selfimprove show`): the rows of
+the `iteration_summary` view (storage/schema.py), formatted, plus the accuracy on any extra
+evaluation source (e.g. GSM8K)."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import IterationSummary
+
+COLUMNS = [("iter", "iteration"), ("acc", "accuracy_greedy"), ("maj@k", "maj_at_k"), ("pass@k", "pass_at_k"),
+           ("len", "mean_response_tokens"), ("no_ans", "no_answer_rate"), ("judge_mean", "judge_score_mean"),
+           ("judge_auc", "judge_auc"), ("unparsed", "judge_parse_failure_rate"), ("pairs", "pairs"),
+           ("sft", "sft_examples"), ("loss", "train_loss")]
+STAGE_COLUMNS = [f.name for f in fields(IterationSummary) if f.name.startswith("t_")]
+
+
+def iteration_rows(store: Store, run_id: str) -> list[dict]:
+    """The view's rows as dicts, with `<split>/accuracy_greedy` for each extra evaluation source."""
+    rows = {r.iteration: {f.name: getattr(r, f.name) for f in fields(r)} for r in store.iteration_summary(run_id)}
+    for e in store.evaluations(run_id):
+        if e.split not in ("train", "heldout") and e.metric == "accuracy_greedy" and e.iteration in rows:
+            rows[e.iteration][f"{e.split}/accuracy_greedy"] = e.value
+    return [rows[k] for k in sorted(rows)]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def iteration_table(store: Store, run_id: str) -> str:
+    rows = iteration_rows(store, run_id)
+    extra = sorted({k for r in rows for k in r if k.endswith("/accuracy_greedy")})
+    shown = list(COLUMNS)
+    shown += [(k.replace("/accuracy_greedy", "_acc"), k) for k in extra]
+    shown += [(k, k) for k in STAGE_COLUMNS if any(r.get(k) is not None for r in rows)]
+    body = [[_fmt(r.get(k)) for _, k in shown] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, (h, _) in enumerate(shown)]
+    lines = ["  ".join(h.rjust(w) for (h, _), w in zip(shown, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
