@@ -14,6 +14,7 @@ apply_defaults()
 
 from selfimprove.config import ConfigError, load_config  # noqa: E402
 from selfimprove.models.loading import ModelPathError  # noqa: E402
+from selfimprove.tasks.answers import UnscorableTaskError  # noqa: E402
 from selfimprove.tasks.data import DataError  # noqa: E402
 
 
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"selfimprove: config error: {exc}", file=sys.stderr)
         return 2
-    except (DataError, ModelPathError, FileNotFoundError) as exc:
+    except (DataError, ModelPathError, UnscorableTaskError, FileNotFoundError) as exc:
         print(f"selfimprove: {exc}", file=sys.stderr)
         return 2
 

@@ -19,13 +19,26 @@ class ConfigError(ValueError):
     """A config problem, with the dotted field path in the message."""
 
 
+def _locate(path: str | Path) -> Path:
+    """A YAML file, or the name of a shipped config ("demo", "tiny_smoke.yaml"): `selfimprove run
+    tiny_smoke` works from any directory and any install."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    from selfimprove.configs import shipped
+
+    name = given.name if given.suffix == ".yaml" else f"{given.name}.yaml"
+    if given.parent == Path(".") and shipped(name).is_file():
+        return Path(str(shipped(name)))
+    known = sorted(p.name.removesuffix(".yaml") for p in shipped(".").iterdir() if p.name.endswith(".yaml"))
+    raise ConfigError(f"config file not found: {given} (shipped configs, usable by name: {', '.join(known)})")
+
+
 def read_tree(path: str | Path | None = None, overrides: list[str] | tuple = (), base: dict | None = None) -> dict:
     """`base` <- YAML file <- `key.sub=value` overrides (values parsed as YAML scalars), as a plain tree."""
     tree: dict = dict(base or {})
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = _locate(path)
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

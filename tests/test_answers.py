@@ -172,3 +172,18 @@ def test_check_scorable_refuses_a_reference_that_cannot_round_trip():
                                   "question": "What is the capital of France?"}])
     check_scorable("jsonl", [{"answer": "Paris", "metadata_json": "{}"}, {"answer": None, "metadata_json": "{}"}])
     check_scorable("gsm8k", [{"answer": "9 * 2 = 18\n#### 18", "metadata_json": "{}"}])
+
+
+def test_a_run_refuses_an_unscorable_task_before_writing_prompts(tmp_path, tiny_model_dir, monkeypatch):
+    """Preparing a run on a task whose own reference answers do not score raises, naming the task."""
+    import selfimprove.tasks.answers as answers
+    from selfimprove.config import config_from_dict
+    from selfimprove.tasks import prepare
+    from selfimprove.tasks.common import store_for
+    from tests.conftest import tiny_config_tree
+
+    monkeypatch.setattr(answers, "_rg_scorer", lambda task: (lambda answer, entry: 0.0))
+    cfg = config_from_dict(tiny_config_tree(tmp_path / "data", tiny_model_dir))
+    with pytest.raises(answers.UnscorableTaskError, match="basic_arithmetic"):
+        prepare.prepare_run(store_for(cfg), cfg, "r")
+    assert store_for(cfg).prompts("r", "train") == []  # nothing was written for a task that cannot be scored

@@ -116,3 +116,10 @@ def test_cli_reports_config_error_without_traceback(tmp_path, capsys):
 
     assert main(["run", str(write(tmp_path, "model: {pth: x}\n"))]) == 2
     assert "unknown config key 'model.pth'" in capsys.readouterr().err
+
+
+def test_a_shipped_config_loads_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("tiny_smoke").project == "smoke" and load_config("demo.yaml").project == "demo"
+    with pytest.raises(ConfigError, match=r"config file not found: nope \(shipped configs, usable by name: demo, "):
+        load_config("nope")
