@@ -16,8 +16,9 @@ from selfimprove.env import apply_defaults  # noqa: E402
 apply_defaults()
 
 from selfimprove.config import DataConfig  # noqa: E402
-from selfimprove.models.engines import HfEngine, SamplingSpec, VllmEngine  # noqa: E402
+from selfimprove.models.engines import HfEngine, SamplingSpec  # noqa: E402
 from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, resolve_model  # noqa: E402
+from selfimprove.models.vllm_engine import VllmEngine  # noqa: E402
 from selfimprove.tasks.data import build_splits  # noqa: E402
 
 

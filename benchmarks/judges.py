@@ -20,11 +20,10 @@ apply_defaults()
 from selfimprove.config import load_config  # noqa: E402
 from selfimprove.models.engines import SamplingSpec  # noqa: E402
 from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, resolve_model  # noqa: E402
-from selfimprove.models.scoring import scoring_model  # noqa: E402
-from selfimprove.tasks.answers import extract_answer, is_correct  # noqa: E402
+from selfimprove.tasks.answers import grade  # noqa: E402
 from selfimprove.tasks.common import engine_for  # noqa: E402
 from selfimprove.tasks.data import build_splits  # noqa: E402
-from selfimprove.tasks.judge import auc, judge_logprob  # noqa: E402
+from selfimprove.tasks.judge import auc, judge_logprob, judge_scorer  # noqa: E402
 from selfimprove.tasks.judge_pairwise import judge_groups  # noqa: E402
 from selfimprove.tasks.judge_prompt import judge_prompt  # noqa: E402
 
@@ -54,20 +53,20 @@ def main() -> None:
     outputs = engine_for(cfg, model_dir).generate([chat_prompt_ids(tokenizer, p["prompt_text"]) for p in prompts],
                                                   SamplingSpec(args.n, g.temperature, g.top_p, g.max_tokens, cfg.seed))
     texts = [[s.text for s in samples] for samples in outputs]
-    correct = [[bool(is_correct(extract_answer(t), p["answer"], p["source"], p["metadata_json"])) for t in ts]
+    correct = [[bool(grade(t, p["answer"], p["source"], p["metadata_json"])[1]) for t in ts]
                for p, ts in zip(prompts, texts)]
-    model, _ = scoring_model(model_dir, cfg.model.dtype)
+    scorer = judge_scorer(cfg, model_dir)
 
     results = {}
     started = time.perf_counter()
     asks = [judge_prompt(p["question"], t) for p, ts in zip(prompts, texts) for t in ts]
-    flat = judge_logprob(model, tokenizer, asks)
+    flat = judge_logprob(scorer, tokenizer, asks)
     scores, it = [], iter(flat)
     for ts in texts:
         scores.append([next(it)[0][1] for _ in ts])
     results["logprob"] = (scores, time.perf_counter() - started)
     started = time.perf_counter()
-    verdicts = judge_groups(model, tokenizer, [(p["question"], ts) for p, ts in zip(prompts, texts)])
+    verdicts = judge_groups(scorer, tokenizer, [(p["question"], ts) for p, ts in zip(prompts, texts)])
     results["pairwise"] = ([[score for _, score in v] for v in verdicts], time.perf_counter() - started)
 
     right = sum(map(sum, correct)) / sum(map(len, correct))

@@ -39,3 +39,15 @@ def next_token_logprobs(model, prompts: list[list[int]], pad_id: int, batch_size
             logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :]
         rows.append(torch.log_softmax(logits.float(), dim=-1))
     return torch.cat(rows) if rows else torch.empty(0)
+
+
+def transformers_scorer(model_dir: str | Path):
+    """next_token_logprobs(prompts, token_ids) -> [{token id: log P}] from the float32 scoring model:
+    the transformers counterpart of an engine's `next_token_logprobs`."""
+    model, tokenizer = scoring_model(model_dir)
+
+    def score(prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
+        rows = next_token_logprobs(model, prompts, tokenizer.pad_token_id)
+        return [{tid: float(row[tid]) for tid in token_ids} for row in rows]
+
+    return score

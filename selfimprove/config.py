@@ -113,6 +113,10 @@ class JudgeConfig(_Section):
     # "pairwise": candidates of a prompt compared two at a time (both orders); score = 5 x mean win
     # probability (tasks/judge_pairwise.py). Relative scores: self_rewarding with dpo/sft only.
     mode: Literal["text", "logprob", "pairwise"] = "logprob"
+    # Where logprob/pairwise judges read next-token probabilities: "engine" = the generation engine
+    # (vLLM when it imports: prefix caching shares the rubric across candidates, requested-token
+    # logprobs); "transformers" = a teacher-forced float32 pass (the fallback; also GRPO on CPU).
+    backend: Literal["engine", "transformers"] = "engine"
     k: int = 1  # judgments per candidate, averaged (text mode samples k times)
     temperature: float = 0.7
     max_tokens: int = 160

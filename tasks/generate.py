@@ -15,7 +15,7 @@ from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, model_ha
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Generation, Prompt
 from selfimprove.tasks.answers import grade
-from selfimprove.tasks.common import chunks, content_seed, crash_point, engine_for, progress
+from selfimprove.tasks.common import content_seed, crash_point, engine_for, progress
 from selfimprove.tasks.results import GenerateResult
 
 
@@ -26,35 +26,43 @@ def generation_id(run_id: str, iteration: int, purpose: str, prompt_id: str, sam
 def generate_samples(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path, prompts: list[Prompt],
                      spec: SamplingSpec, purpose: str) -> GenerateResult:
     """Generate spec.n samples for each prompt with the model in model_dir."""
+    label = f"generate-{purpose}-{iteration}"
     have = store.sample_counts(run_id, iteration, purpose)
     todo = [p for p in prompts if have.get(p.prompt_id, 0) < spec.n]
     tokenizer = load_tokenizer(model_dir)
     digest = model_hash(model_dir)
     started = time.perf_counter()
-    batches = list(chunks(todo, cfg.engine.write_every))
-    jobs = [([chat_prompt_ids(tokenizer, p.prompt_text) for p in batch],
-             [content_seed(spec.seed, iteration, purpose, p.prompt_id) for p in batch]) for batch in batches]
+    ids = [chat_prompt_ids(tokenizer, p.prompt_text) for p in todo]
+    seeds = [content_seed(spec.seed, iteration, purpose, p.prompt_id) for p in todo]
     if cfg.engine.workers > 1 or cfg.engine.dask_address:
         from selfimprove.tasks.fanout import generate_chunks
 
         engine_name = resolve_engine_name(cfg.engine.name)
-        results = generate_chunks(cfg, model_dir, jobs, spec, f"generate-{purpose}-{iteration}")
+        size = cfg.engine.write_every
+        jobs = [(ids[i:i + size], seeds[i:i + size]) for i in range(0, len(todo), size)]
+        finished = ((start + k, samples) for start, outputs in zip(range(0, len(todo), size),
+                                                                    generate_chunks(cfg, model_dir, jobs, spec, label))
+                    for k, samples in enumerate(outputs))
     else:
+        # The engine gets the whole stage at once (large batches); rows are still written every
+        # `engine.write_every` finished prompts, so a crash loses at most that much.
         engine = engine_for(cfg, model_dir)
         engine_name = engine.name
-        results = (engine.generate(ids, spec, seeds) for ids, seeds in jobs)
-    for done, (batch, outputs) in enumerate(zip(batches, results), start=1):
-        rows = []
-        for prompt, samples in zip(batch, outputs):
-            for index, sample in enumerate(samples):
-                answer, correct = grade(sample.text, prompt.answer, prompt.source, prompt.metadata_json)
-                rows.append(Generation(
-                    generation_id(run_id, iteration, purpose, prompt.prompt_id, index), run_id, iteration, purpose,
-                    prompt.prompt_id, index, str(model_dir), digest, engine_name, spec.temperature, sample.text,
-                    sample.token_ids, sample.logprobs, sample.finish_reason, len(sample.token_ids), answer, correct))
-        store.add(rows)
-        progress(f"generate[{purpose}]", iteration, min(done * cfg.engine.write_every, len(todo)), len(todo), started)
-        crash_point(f"generate_{purpose}", iteration)
+        finished = engine.stream(ids, spec, seeds)
+    rows: list[Generation] = []
+    for done, (index, samples) in enumerate(finished, start=1):
+        prompt = todo[index]
+        for k, sample in enumerate(samples):
+            answer, correct = grade(sample.text, prompt.answer, prompt.source, prompt.metadata_json)
+            rows.append(Generation(
+                generation_id(run_id, iteration, purpose, prompt.prompt_id, k), run_id, iteration, purpose,
+                prompt.prompt_id, k, str(model_dir), digest, engine_name, spec.temperature, sample.text,
+                sample.token_ids, sample.logprobs, sample.finish_reason, len(sample.token_ids), answer, correct))
+        if done % cfg.engine.write_every == 0 or done == len(todo):
+            store.add(rows)
+            rows = []
+            progress(f"generate[{purpose}]", iteration, done, len(todo), started)
+            crash_point(f"generate_{purpose}", iteration)
     rows = store.generations(run_id, iteration, purpose)
     tokens = sum(r.num_tokens for r in rows)
     return GenerateResult(samples=len(rows), prompts=len(prompts), resumed_prompts=len(prompts) - len(todo),

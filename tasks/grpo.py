@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from selfimprove.models.loading import chat_prompt_ids, model_hash
+from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, model_hash
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Candidate, Generation, Prompt
 from selfimprove.tasks.answers import grade
-from selfimprove.tasks.judge import judge_logprob
+from selfimprove.tasks.judge import judge_logprob, judge_scorer
 from selfimprove.tasks.judge_prompt import judge_prompt
 from selfimprove.tasks.score import CONFIDENCE, reward_records
 
@@ -36,8 +36,9 @@ class GroupRecorder:
         self.store, self.cfg, self.run_id, self.iteration = store, cfg, run_id, iteration
         self.prompts, self.base_dir, self.digest = prompts, str(base_dir), model_hash(base_dir)
         self.weights = {s.name: s.weight for s in cfg.reward.signals}
-        needs_model = bool(set(self.weights) & (CONFIDENCE | {"judge"}))
-        self.model, self.tokenizer = scoring_model(base_dir) if needs_model else (None, None)
+        self.model, self.tokenizer = scoring_model(base_dir) if set(self.weights) & CONFIDENCE else (None, None)
+        self.judge = judge_scorer(cfg, base_dir) if "judge" in self.weights else None
+        self.judge_tokenizer = load_tokenizer(base_dir)
 
     def __call__(self, prompts, completions, completion_ids, prompt_id, trainer_state=None, **_) -> list[float | None]:
         step = trainer_state.global_step if trainer_state is not None else 0
@@ -60,7 +61,7 @@ class GroupRecorder:
         """The logprob judge's score of each completion, from M_i (as the judge stage would give)."""
         if "judge" not in self.weights:
             return candidates
-        scored = judge_logprob(self.model, self.tokenizer, [judge_prompt(c.question, c.text) for c in candidates])
+        scored = judge_logprob(self.judge, self.judge_tokenizer, [judge_prompt(c.question, c.text) for c in candidates])
         return [replace(c, judge_score=score) for c, ((_, score),) in zip(candidates, scored)]
 
     def _confidence(self, candidates: list[Candidate]) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from selfimprove.models.engines import SamplingSpec
 from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, model_hash
-from selfimprove.models.scoring import next_token_logprobs, scoring_model
+from selfimprove.models.scoring import transformers_scorer
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Candidate, Evaluation, Judgment
 from selfimprove.tasks.common import chunks, content_seed, crash_point, engine_for, progress
@@ -46,15 +46,16 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
         # together (a chunk is whole groups), so a resumed stage never mixes two tournaments.
         unfinished = {c.prompt_id for c in todo}
         todo = [c for c in candidates if c.prompt_id in unfinished]
-    model, tokenizer = scoring_model(model_dir) if jc.mode != "text" else (None, load_tokenizer(model_dir))
+    tokenizer = load_tokenizer(model_dir)
+    scorer = judge_scorer(cfg, model_dir) if jc.mode != "text" else None
     digest = model_hash(model_dir)
     started = time.perf_counter()
     for n, batch in enumerate(_chunks(todo, cfg.engine.write_every, whole_prompts=jc.mode == "pairwise"), start=1):
         texts = [judge_prompt(c.question, c.text) for c in batch] if jc.mode != "pairwise" else []
         if jc.mode == "logprob":
-            scored = judge_logprob(model, tokenizer, texts)
+            scored = judge_logprob(scorer, tokenizer, texts)
         elif jc.mode == "pairwise":
-            scored = _judge_pairwise(model, tokenizer, batch)
+            scored = _judge_pairwise(scorer, tokenizer, batch)
         else:
             seeds = [content_seed(cfg.seed, iteration, "judge", c.generation_id) for c in batch]
             scored = _judge_text(cfg, model_dir, tokenizer, texts, k, seeds)
@@ -87,20 +88,28 @@ def _chunks(candidates: list[Candidate], size: int, whole_prompts: bool):
         yield [c for group in groups for c in group]
 
 
-def _judge_pairwise(model, tokenizer, batch: list[Candidate]) -> list[list[tuple[str, float | None]]]:
+def _judge_pairwise(scorer, tokenizer, batch: list[Candidate]) -> list[list[tuple[str, float | None]]]:
     """Per candidate of batch (whole prompt groups, in order), its pairwise tournament judgment."""
     groups = _by_prompt(batch)
-    judged = judge_groups(model, tokenizer, [(members[0].question, [c.text for c in members])
+    judged = judge_groups(scorer, tokenizer, [(members[0].question, [c.text for c in members])
                                              for members in groups.values()])
     by_id = {c.generation_id: [verdict] for members, verdicts in zip(groups.values(), judged)
              for c, verdict in zip(members, verdicts)}
     return [by_id[c.generation_id] for c in batch]
 
 
-def judge_logprob(model, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:
+def judge_scorer(cfg, model_dir: str | Path):
+    """next_token_logprobs(prompts, token_ids) for the logprob and pairwise judges (judge.backend)."""
+    if cfg.judge.backend == "engine":
+        return engine_for(cfg, model_dir).next_token_logprobs
+    return transformers_scorer(model_dir)
+
+
+def judge_logprob(scorer, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:
+    """Expected "Score:" digit per judge prompt text, from `scorer` (judge_scorer)."""
     ids = [chat_prompt_ids(tokenizer, t, assistant_prefix=SCORE_PREFIX) for t in texts]
     digits = digit_token_ids(tokenizer)
-    rows = next_token_logprobs(model, ids, tokenizer.pad_token_id)
+    rows = scorer(ids, sorted({t for options in digits.values() for t in options})) if ids else []
     out = []
     for row in rows:
         score, mass = expected_score(row, digits)

@@ -16,7 +16,6 @@ import json
 import math
 
 from selfimprove.models.loading import chat_prompt_ids
-from selfimprove.models.scoring import next_token_logprobs
 
 COMPARE = """Two assistants answered the user's question below. Decide which response is better: correct first, then complete, then concise.
 
@@ -81,14 +80,15 @@ def tournament_scores(n: int, first_win_prob: dict[tuple[int, int], float]) -> l
     return [5.0 * sum(w) / len(w) if w else None for w in wins]
 
 
-def judge_groups(model, tokenizer, groups: list[tuple[str, list[str]]]) -> list[list[tuple[str, float | None]]]:
-    """For each (question, candidate texts) group, per candidate (raw JSON, score)."""
+def judge_groups(scorer, tokenizer, groups: list[tuple[str, list[str]]]) -> list[list[tuple[str, float | None]]]:
+    """For each (question, candidate texts) group, per candidate (raw JSON, score). `scorer` reads
+    next-token log-probabilities (tasks/judge.py: judge_scorer)."""
     letters = letter_token_ids(tokenizer)
     asks = [(g, i, j) for g, (_, texts) in enumerate(groups)
             for i in range(len(texts)) for j in range(len(texts)) if i != j]
     ids = [chat_prompt_ids(tokenizer, compare_prompt(groups[g][0], groups[g][1][i], groups[g][1][j]), PREFIX)
            for g, i, j in asks]
-    rows = next_token_logprobs(model, ids, tokenizer.pad_token_id) if ids else []
+    rows = scorer(ids, sorted({t for options in letters.values() for t in options})) if ids else []
     per_group: list[dict] = [{} for _ in groups]
     mass: list[list[float]] = [[] for _ in groups]
     for (g, i, j), row in zip(asks, rows):

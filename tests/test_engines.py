@@ -96,7 +96,7 @@ def test_vllm_parallel_sizes_reach_the_llm_constructor(monkeypatch, tmp_path, ti
 
 @pytest.mark.skipif(not vllm_available(), reason="vLLM not installed")
 def test_real_vllm_refuses_single_process_data_parallel(tiny_model_dir):
-    from selfimprove.models.engines import VllmEngine
+    from selfimprove.models.vllm_engine import VllmEngine
 
     with pytest.raises(ValueError, match=r"LLM\(data_parallel_size=2\) is not supported for single-process"):
         VllmEngine(str(tiny_model_dir), "float32", 1024, 0, data_parallel_size=2)
