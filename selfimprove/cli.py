@@ -56,16 +56,16 @@ def _print_report(store, cfg, run_id: str, seconds: float) -> None:
     from selfimprove.tasks.summary import iteration_table
 
     row = store.run(run_id)
-    uri = urlsplit(tracking_uri(cfg))
-    if uri.username or uri.password:  # never print credentials embedded in a tracking URI
-        uri = uri._replace(netloc=uri.hostname + (f":{uri.port}" if uri.port else ""))
-    remote = uri.scheme in ("http", "https")
+    shown, parts = tracking_uri(cfg), urlsplit(tracking_uri(cfg))
+    if parts.username or parts.password:  # never print credentials embedded in a tracking URI
+        shown = parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")).geturl()
+    remote = parts.scheme in ("http", "https")
     print(f"\nrun {run_id} finished in {seconds / 60:.1f} min\n")
     print(iteration_table(store, run_id))
     print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, rewards, "
           "pairs, sft_examples, bstar_grid, train_runs, evaluations, stage_ledger; "
           "views: iteration_summary, pair_lineage)")
-    print(f"MLflow:  {uri.geturl()}  experiment '{experiment_name(cfg)}', parent run {row.mlflow_run_id}, "
+    print(f"MLflow:  {shown}  experiment '{experiment_name(cfg)}', parent run {row.mlflow_run_id}, "
           f"registered model '{registered_model_name(cfg, run_id)}'")
     print(f"Prefect: flow run {row.prefect_flow_run_id} ('selfimprove-run' / {run_id})")
     print(f"UIs:     selfimprove ui --set data_dir={cfg.data_dir}  (Prefect and MLflow on 127.0.0.1)")
@@ -73,7 +73,7 @@ def _print_report(store, cfg, run_id: str, seconds: float) -> None:
         import mlflow
 
         experiment_id = mlflow.MlflowClient(tracking_uri(cfg)).get_run(row.mlflow_run_id).info.experiment_id
-        ui_base = uri.geturl() if remote else "http://127.0.0.1:5000"
+        ui_base = shown if remote else "http://127.0.0.1:5000"
         print(f"Charts:  {run_charts_url(ui_base, experiment_id, row.mlflow_run_id)}"
               + ("" if remote else "  (start the UIs first: the line above)"))
     except Exception as exc:  # noqa: BLE001 - a link is a convenience; the run itself finished

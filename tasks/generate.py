@@ -48,7 +48,9 @@ def generate_samples(store: Store, cfg, run_id: str, iteration: int, model_dir: 
         # `engine.write_every` finished prompts, so a crash loses at most that much.
         engine = engine_for(cfg, model_dir)
         engine_name = engine.name
-        finished = engine.stream(ids, spec, seeds)
+        size = cfg.engine.batch_prompts or max(len(todo), 1)
+        finished = ((start + k, samples) for start in range(0, len(todo), size)
+                    for k, samples in engine.stream(ids[start:start + size], spec, seeds[start:start + size]))
     rows: list[Generation] = []
     for done, (index, samples) in enumerate(finished, start=1):
         prompt = todo[index]

@@ -3,7 +3,8 @@
 DPO's reference model is the current model (TRL copies it when ref_model=None; with LoRA the
 adapter-disabled base serves as reference). LoRA adapters are merged before saving, so every
 iteration's model is a plain safetensors directory that vLLM can load in place. Training runs
-in float32 on CPU (bf16=False): small DPO updates vanish when rounded to bf16 weights.
+in float32 on CPU unless train.precision is bf16 (autocast: weights and optimizer stay float32,
+since small DPO updates vanish when rounded to bf16 weights).
 
 With train.launcher "accelerate", DPO and SFT train in a child started by `accelerate launch`
 (tasks/train_launch.py), which calls the same *_in_process functions below; GRPO trains here.
@@ -28,7 +29,7 @@ def common_training_args(cfg, out_dir: Path, epochs: float | None) -> dict:
     tc = cfg.train
     return {"output_dir": str(out_dir.with_name(out_dir.name + ".trainer")), "learning_rate": tc.learning_rate,
             "num_train_epochs": tc.epochs if epochs is None else epochs, "per_device_train_batch_size": tc.batch_size,
-            "gradient_accumulation_steps": tc.grad_accum, "seed": tc.seed, "bf16": False,
+            "gradient_accumulation_steps": tc.grad_accum, "seed": tc.seed, "bf16": tc.precision == "bf16",
             "use_cpu": not torch.cuda.is_available(), "logging_steps": 1, "save_strategy": "no", "report_to": [],
             "disable_tqdm": False, "dataset_num_proc": None}
 
@@ -147,6 +148,7 @@ def dpo_in_process(cfg, base_dir, out_dir, examples: list[dict], epochs: float |
                                   "rejected": [{"role": "assistant", "content": e["rejected_text"]}]}
                                  for e in examples])
     args = DPOConfig(beta=cfg.train.beta, max_length=cfg.train.max_length,
+                     precompute_ref_log_probs=cfg.train.precompute_ref, precompute_ref_batch_size=64,
                      **common_training_args(cfg, Path(out_dir), epochs))
     return fit_and_save(DPOTrainer, args, cfg, base_dir, Path(out_dir), dataset, ref_model=None)
 

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(config_path, *args, crash_at=None, home=None):
-    """Run the CLI in its own process group. Output goes to a file, not a pipe: the temporary
-    Prefect server the CLI starts outlives a SIGKILLed parent and would hold a pipe open."""
+    """Run the CLI in its own process group, output to a file. (Its temporary Prefect server dies
+    with it: tests/test_prefect_server.py; the group kill below is only a safety net.)"""
     env = {**os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     if crash_at:
@@ -33,7 +33,7 @@ def cli(config_path, *args, crash_at=None, home=None):
         try:
             proc.wait(timeout=600)
         finally:
-            try:  # reap whatever the killed process left behind (its Prefect server)
+            try:  # a safety net: nothing of the killed process should be left
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
