@@ -51,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="demo")
     parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated; repeat one as NAME#2 to see warm-up effects")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     base = load_config(args.config, args.overrides)
@@ -63,7 +64,7 @@ def main() -> None:
     results, baseline = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
-            cfg = load_config(args.config, [*args.overrides, *VARIANTS[name]])
+            cfg = load_config(args.config, [*args.overrides, *VARIANTS[name.split("#")[0]]])
             out = Path(tmp) / name
             started = time.perf_counter()
             stats = dpo_in_process(cfg, seed_dir, out, examples)

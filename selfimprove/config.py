@@ -191,10 +191,10 @@ class TrainConfig(_Section):
     # Matmul precision: "fp32", or "bf16" autocast (weights and optimizer stay float32, so small
     # updates are not rounded away; ~2x the CPU matmul ceiling with AVX-512 bf16).
     precision: Literal["fp32", "bf16"] = "fp32"
-    # DPO: compute the reference log-probs for all pairs in one pass before training (larger batches)
-    # instead of a reference forward every step: the same updates, ~2x faster on CPU
-    # (benchmarks/training.py).
-    precompute_ref: bool = True
+    # DPO: compute the reference log-probs for all pairs in one pass before training instead of a
+    # reference forward every step. The same updates; no faster on 2 CPU cores (benchmarks/training.py),
+    # it saves the reference model's memory on a GPU.
+    precompute_ref: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
     # accelerate: DPO/SFT train in a child of `accelerate launch` (multi-GPU, DeepSpeed, FSDP;
     # docs/scale-out.md). GRPO always trains in-process.

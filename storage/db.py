@@ -77,12 +77,11 @@ class Store(Queries):
         batch = pa.Table.from_pydict({n: [getattr(r, n) for r in records] for n in names})
         col_sql = ", ".join(names)
         with self.connect() as con:
-            before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             con.register("batch", batch)
-            con.execute(f"INSERT OR IGNORE INTO {table} ({col_sql}) SELECT {col_sql} FROM batch")
-            after = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            # DuckDB answers an INSERT with the number of rows it inserted (ignored duplicates excluded).
+            added = con.execute(f"INSERT OR IGNORE INTO {table} ({col_sql}) SELECT {col_sql} FROM batch").fetchall()
             con.unregister("batch")
-        return after - before
+        return added[0][0]
 
     def update_run(self, run_id: str, *, mlflow_run_id: str, prefect_flow_run_id: str) -> None:
         """The one in-place write on a run: the late-known MLflow and Prefect ids."""
