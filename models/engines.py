@@ -162,10 +162,9 @@ class HfEngine:
         return results
 
     def next_token_logprobs(self, prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
-        from selfimprove.models.scoring import next_token_logprobs
+        from selfimprove.models.scoring import requested_logprobs
 
-        rows = next_token_logprobs(self.model, prompts, self.tokenizer.pad_token_id)
-        return [{tid: float(row[tid]) for tid in token_ids} for row in rows]
+        return requested_logprobs(self.model, prompts, self.tokenizer.pad_token_id, token_ids)
 
     def close(self) -> None:
         del self.model

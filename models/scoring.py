@@ -41,13 +41,14 @@ def next_token_logprobs(model, prompts: list[list[int]], pad_id: int, batch_size
     return torch.cat(rows) if rows else torch.empty(0)
 
 
+def requested_logprobs(model, prompts: list[list[int]], pad_id: int, token_ids: list[int]) -> list[dict[int, float]]:
+    """[{token id: log P(token | prompt)}] for the requested ids: what an engine's
+    `next_token_logprobs` returns, from a teacher-forced transformers pass."""
+    rows = next_token_logprobs(model, prompts, pad_id)
+    return [{tid: float(row[tid]) for tid in token_ids} for row in rows]
+
+
 def transformers_scorer(model_dir: str | Path):
-    """next_token_logprobs(prompts, token_ids) -> [{token id: log P}] from the float32 scoring model:
-    the transformers counterpart of an engine's `next_token_logprobs`."""
+    """next_token_logprobs(prompts, token_ids) from the float32 scoring model of model_dir."""
     model, tokenizer = scoring_model(model_dir)
-
-    def score(prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
-        rows = next_token_logprobs(model, prompts, tokenizer.pad_token_id)
-        return [{tid: float(row[tid]) for tid in token_ids} for row in rows]
-
-    return score
+    return lambda prompts, token_ids: requested_logprobs(model, prompts, tokenizer.pad_token_id, token_ids)

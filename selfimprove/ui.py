@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from selfimprove.prefect_server import healthy
+
 HEALTH = {"prefect": "/api/health", "mlflow": "/health"}
 
 
@@ -35,14 +37,6 @@ def server_commands(cfg, host: str, prefect_port: int, mlflow_port: int) -> dict
         "mlflow": [_bin("mlflow"), "server", "--host", host, "--port", str(mlflow_port), "--workers", "1",
                    "--backend-store-uri", tracking_uri(cfg), "--default-artifact-root", artifacts],
     }
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _stop(procs: dict[str, subprocess.Popen], grace: float = 20.0) -> None:

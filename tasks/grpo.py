@@ -38,7 +38,7 @@ class GroupRecorder:
         self.weights = {s.name: s.weight for s in cfg.reward.signals}
         self.model, self.tokenizer = scoring_model(base_dir) if set(self.weights) & CONFIDENCE else (None, None)
         self.judge = judge_scorer(cfg, base_dir) if "judge" in self.weights else None
-        self.judge_tokenizer = load_tokenizer(base_dir)
+        self.judge_tokenizer = load_tokenizer(base_dir) if self.judge else None
 
     def __call__(self, prompts, completions, completion_ids, prompt_id, trainer_state=None, **_) -> list[float | None]:
         step = trainer_state.global_step if trainer_state is not None else 0

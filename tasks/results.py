@@ -28,9 +28,7 @@ class StageResult:
             value = getattr(self, f.name)
             items = value.items() if isinstance(value, dict) else [(None, value)]
             for key, v in items:
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
-                    out[f.name if key is None else f"{f.name}.{key}"] = float(v)
-                elif isinstance(v, bool):
+                if isinstance(v, (int, float)) and v == v:  # bools count as 0/1; NaN is left out
                     out[f.name if key is None else f"{f.name}.{key}"] = float(v)
         return out
 

@@ -15,8 +15,8 @@ import yaml
 
 from selfimprove.config import config_from_dict
 from selfimprove.models.engines import vllm_available
+from selfimprove.prefect_server import healthy
 from selfimprove.tasks.common import store_for
-from selfimprove.ui import healthy
 from tests.conftest import tiny_config_tree
 
 pytestmark = pytest.mark.skipif(not vllm_available(), reason="runs use vLLM")
@@ -182,7 +182,10 @@ def test_ctrl_c_stops_serve_and_its_running_flow_run(ui, tiny_model_dir, tmp_pat
             started = client.create_flow_run_from_deployment(wait_for(deployment, 120, "the deployment", serve).id)
             wait_for(lambda: client.read_flow_run(started.id).state.type.value == "RUNNING", 300,
                      "the triggered run to be RUNNING", serve)
-            time.sleep(20)  # into the run's work (vLLM loading / generating)
+            # Into the run's work: its first stage is in the ledger (vLLM loading / generating next).
+            records = Path(ui.data_dir) / f"{tree['project']}.duckdb"
+            wait_for(lambda: records.is_file() and store_for(config_from_dict(tree), create=False).query(
+                "SELECT count(*) AS n FROM stage_ledger")[0]["n"] > 0, 300, "the run's first stage", serve)
             assert client.read_flow_run(started.id).state.type.value == "RUNNING"
             assert any("spawn_main" in p for p in in_session(serve.pid)), "no run process under serve"
 
