@@ -70,19 +70,6 @@ def _reference_number(reference: str) -> str | None:
     return normalize_number(str(reference).split("####")[-1])
 
 
-def extract_answer(text: str | None) -> str | None:
-    """The model's final answer as a normalised number string, or None when there is none.
-
-    Kept for callers that only want a number; `grade` is the general entry point.
-
-    >>> extract_answer("3 + 4 = 7. Answer: 7")
-    '7'
-    >>> extract_answer("It is 1,200 apples")
-    '1200'
-    """
-    return _extract(text, "0")
-
-
 def grade(text: str | None, reference: str | None, source: str,
           metadata_json: str | None = None) -> tuple[str | None, bool | None]:
     """(the extracted answer, whether it is correct) for one response.
@@ -105,20 +92,6 @@ def grade(text: str | None, reference: str | None, source: str,
         return answer, _score(answer, text or "", reference, source, metadata_json) >= 1.0
     except Exception:  # noqa: BLE001 - a scorer's bug on odd model output is a wrong answer, not a crash
         return answer, False
-
-
-def is_correct(predicted: str | None, reference: str | None, source: str,
-               metadata_json: str | None = None) -> bool | None:
-    """Deprecated: `grade` on a response that wrote "Answer: <predicted>"."""
-    return grade(None if predicted is None else f"Answer: {predicted}", reference, source, metadata_json)[1]
-
-
-def numeric_match(predicted: str | None, reference: str | None) -> bool:
-    """predicted (a number) equals the reference's number (GSM8K references end "#### 42")."""
-    if predicted is None or reference is None:
-        return False
-    ref = _reference_number(reference)
-    return ref is not None and normalize_number(predicted) == ref
 
 
 def check_scorable(source: str, records: list[dict]) -> None:

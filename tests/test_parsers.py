@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfimprove.storage.records import Generation
-from selfimprove.tasks.answers import extract_answer, is_correct, numeric_match
+from selfimprove.tasks.answers import grade
 from selfimprove.tasks.evaluate import heldout_metrics, majority_answer
 from selfimprove.tasks.judge import auc
 from selfimprove.tasks.judge_prompt import expected_score, judge_prompt, parse_final_score
@@ -25,28 +25,28 @@ from selfimprove.tasks.judge_prompt import expected_score, judge_prompt, parse_f
     (None, None),
     ("Answer: 8 ... wait, Answer: 9", "9"),
 ])
-def test_extract_answer(text, expected):
-    assert extract_answer(text) == expected
+def test_grade_extracts_the_numeric_answer(text, expected):
+    assert grade(text, "0", "jsonl")[0] == expected  # a numeric reference: the answer is a number
 
 
 @given(st.text())
 @settings(max_examples=300)
-def test_extract_answer_never_crashes_on_garbage(text):
-    result = extract_answer(text)
+def test_grade_never_crashes_extracting_from_garbage(text):
+    result = grade(text, "0", "jsonl")[0]
     assert result is None or float(result) == float(result)
 
 
-def test_numeric_match_reads_gsm8k_reference():
-    assert numeric_match("18", "She makes 9 * 2 = $18.\n#### 18")
-    assert not numeric_match("17", "#### 18")
-    assert not numeric_match(None, "18")
+def test_grade_reads_the_gsm8k_reference_number():
+    assert grade("18", "She makes 9 * 2 = $18.\n#### 18", "gsm8k")[1]
+    assert not grade("17", "#### 18", "gsm8k")[1]
+    assert not grade(None, "18", "gsm8k")[1]
 
 
-def test_is_correct_uses_reasoning_gym_scorer():
-    assert is_correct("7", "7", "reasoning_gym:basic_arithmetic", "{}") is True
-    assert is_correct("8", "7", "reasoning_gym:basic_arithmetic", "{}") is False
-    assert is_correct(None, "7", "jsonl") is False
-    assert is_correct("7", None, "jsonl") is None
+def test_grade_uses_the_reasoning_gym_scorer():
+    assert grade("Answer: 7", "7", "reasoning_gym:basic_arithmetic", "{}")[1] is True
+    assert grade("Answer: 8", "7", "reasoning_gym:basic_arithmetic", "{}")[1] is False
+    assert grade(None, "7", "jsonl")[1] is False
+    assert grade("Answer: 7", None, "jsonl")[1] is None
 
 
 @pytest.mark.parametrize("judge_text, expected", [
