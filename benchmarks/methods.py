@@ -1,13 +1,16 @@
 """Methods side by side: the same seed model, prompts and budget, N iterations each.
 
-    python benchmarks/methods.py [--iterations 3] [--methods self_rewarding,temporal,bstar,grpo_majority]
-                                 [--config configs/demo.yaml] [--set key=value ...] [--stamp STAMP]
+    python benchmarks/methods.py [--iterations 3] [--methods self_rewarding,self_rewarding+boot,...]
+                                 [--config configs/demo.yaml] [--eval-size 500] [--probe 100]
+                                 [--set key=value ...] [--stamp STAMP]
 
 Each method is a real run of the pipeline (one Prefect flow per method, records in
-<data_dir>/methods-bench.duckdb, MLflow experiment per method) from `--config`, plus a fixed
-200-item GSM8K test subset as a held-out check that no method trains on. Prints one table:
-held-out accuracy per iteration, training examples kept, judge AUC, GSM8K accuracy, and wall
-seconds per stage.
+<data_dir>/methods-bench.duckdb, MLflow experiment per method) from `--config`, on the same
+--eval-size held-out items and the same --probe labelled probe prompts. "+boot" variants teach the
+judge first (bootstrap) and train with the guards (GUARDS); the plain variants run without them.
+Prints per method and iteration: held-out greedy accuracy with the paired 95% interval of its
+difference to the seed, maj@k, the judge's AUC on the fixed probe, no-answer rate, mean length,
+examples kept and seconds per stage. Runs resume from their stage ledgers: rerun with --stamp.
 """
 from __future__ import annotations
 
@@ -20,9 +23,16 @@ apply_defaults()
 
 from selfimprove.config import load_config  # noqa: E402
 
+# Without the guards: the loop as in the papers (an answer-less candidate may be chosen, no NLL term).
+PLAIN = ["pairs.chosen_must_answer=false", "train.sft_weight=0.0"]
+# The judge bootstrap and the collapse and judge-quality guards (defaults chosen by measurement: README).
+GUARDS = ["bootstrap.enabled=true", "pairs.chosen_must_answer=true", "train.sft_weight=1.0",
+          "judge.min_probe_auc=0.7", "judge.on_low_auc=warn"]
 METHODS = {
-    "self_rewarding": ["method=self_rewarding", "train.algorithm=dpo"],
-    "temporal": ["method=temporal", "train.algorithm=dpo"],
+    "self_rewarding": ["method=self_rewarding", "train.algorithm=dpo", *PLAIN],
+    "self_rewarding+boot": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS],
+    "temporal": ["method=temporal", "train.algorithm=dpo", *PLAIN],
+    "temporal+boot": ["method=temporal", "train.algorithm=dpo", *GUARDS],
     "bstar": ["method=bstar", "train.algorithm=sft", "method.temperatures=[0.5, 0.8, 1.1]", "method.probe_prompts=16",
               "method.probe_samples=4"],
     "grpo_majority": ["method=self_rewarding", "train.algorithm=grpo",
@@ -37,15 +47,25 @@ def table(store, run_ids: dict[str, str]) -> str:
     def fmt(v, spec=".3f"):
         return "-" if v is None else format(v, spec)
 
-    lines = [f"{'method':<15}{'iter':>5}{'acc':>7}{'maj@k':>7}{'gsm8k':>7}{'kept':>6}{'judge_auc':>10}"
-             "  seconds per stage"]
+    lines = [f"{'method':<20}{'iter':>5}{'acc':>7}{'vs seed [95% CI]':>26}{'maj@k':>7}{'probe_auc':>10}"
+             f"{'no_ans':>7}{'len':>6}{'kept':>6}  seconds per stage"]
     for method, run_id in run_ids.items():
         for r in iteration_rows(store, run_id):
             kept = r["pairs"] if r["pairs"] is not None else r["sft_examples"]
+            diff = "-" if r["diff_vs_seed"] is None else (
+                f"{r['diff_vs_seed']:+.3f} [{r['diff_vs_seed_low']:+.3f},{r['diff_vs_seed_high']:+.3f}]")
             stages = " ".join(f"{k[2:]}={r[k]:.0f}" for k in STAGE_COLUMNS if r.get(k) is not None)
-            lines.append(f"{method:<15}{r['iteration']:>5}{fmt(r['accuracy_greedy']):>7}{fmt(r['maj_at_k']):>7}"
-                         f"{fmt(r.get('gsm8k/accuracy_greedy')):>7}{fmt(kept, 'd'):>6}{fmt(r['judge_auc']):>10}"
-                         f"  {stages}")
+            lines.append(f"{method:<20}{r['iteration']:>5}{fmt(r['accuracy_greedy']):>7}{diff:>26}"
+                         f"{fmt(r['maj_at_k']):>7}{fmt(r['probe_auc']):>10}{fmt(r['no_answer_rate']):>7}"
+                         f"{fmt(r['mean_response_tokens'], '.1f'):>6}{fmt(kept, 'd'):>6}  {stages}")
+        boot = {e.metric: e.value for e in store.evaluations(run_id) if e.split == "bootstrap"}
+        if boot:
+            b = {k: fmt(boot.get(k)) for k in ("judge_auc_before", "judge_auc_after", "accuracy_before",
+                                                "accuracy_after")}
+            d = {k: fmt(boot.get(k), "+.3f") for k in ("accuracy_diff", "accuracy_diff_low", "accuracy_diff_high")}
+            lines.append(f"{'':<20}  bootstrap: probe AUC {b['judge_auc_before']} -> {b['judge_auc_after']}, "
+                         f"greedy accuracy {b['accuracy_before']} -> {b['accuracy_after']} ({d['accuracy_diff']} "
+                         f"[{d['accuracy_diff_low']}, {d['accuracy_diff_high']}])")
     return "\n".join(lines)
 
 
@@ -54,6 +74,8 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--eval-size", type=int, default=500)
+    parser.add_argument("--probe", type=int, default=100)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--stamp", default=None,
                         help="reuse the run ids of an earlier, interrupted benchmark (its YYYYmmdd-HHMMSS stamp): "
@@ -71,9 +93,9 @@ def main() -> None:
     store = None
     for method in args.methods.split(","):
         cfg = load_config(args.config, [f"iterations={args.iterations}", "project=methods-bench",
-                                        "eval_data={source: gsm8k, eval_size: 200, train_size: 0, seed: 0}",
+                                        f"data.eval_size={args.eval_size}", f"judge.probe_size={args.probe}",
                                         *METHODS[method], *args.overrides])
-        run_ids[method] = f"{method}-{stamp}"
+        run_ids[method] = f"{method.replace('+', '-')}-{stamp}"
         started = time.perf_counter()
         selfimprove_run(config=cfg.to_dict(), run_id=run_ids[method])
         walls[method] = time.perf_counter() - started

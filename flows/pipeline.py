@@ -1,8 +1,9 @@
-"""Prefect flows: a run is a baseline evaluation and N iterations; an iteration runs its method's
-stages in order (Self-Rewarding: generate -> judge -> score -> build -> train -> evaluate), then
-tracks the result in MLflow. Each stage is a task over a plain function; the stage ledger in
-DuckDB makes a re-run skip what finished, so resuming a crashed run is running it again.
-Stages pass ids and paths, never models, so every task input stays small.
+"""Prefect flows: a run is a baseline evaluation (with the judge probe and the judge bootstrap when
+configured) and N iterations; an iteration runs its method's stages in order (Self-Rewarding:
+generate -> judge -> score -> build -> train -> evaluate), then tracks the result in MLflow.
+Each stage is a task over a plain function; the stage ledger in DuckDB makes a re-run skip what
+finished, so resuming a crashed run is running it again. Stages pass ids and paths, never models,
+so every task input stays small.
 """
 from __future__ import annotations
 
@@ -14,12 +15,22 @@ from selfimprove.methods import StageContext, get_method
 from selfimprove.models import registry
 from selfimprove.storage.records import Iteration
 from selfimprove.tasks import artifacts
+from selfimprove.tasks.bootstrap import run_bootstrap
 from selfimprove.tasks.common import run_dir, run_stage, store_for
 from selfimprove.tasks.evaluate import evaluate_model
 from selfimprove.tasks.gate import gate_iteration
+from selfimprove.tasks.judge_probe import judge_probe
 from selfimprove.tasks.prepare import prepare_run
 from selfimprove.tasks.report import write_report
-from selfimprove.tasks.results import EvalResult, GateResult, PrepareResult, StageResult, TrackResult
+from selfimprove.tasks.results import (
+    BootstrapResult,
+    EvalResult,
+    GateResult,
+    JudgeProbeResult,
+    PrepareResult,
+    StageResult,
+    TrackResult,
+)
 
 
 @task(name="prepare-run", cache_policy=NO_CACHE)
@@ -36,6 +47,33 @@ def stage_task(config: dict, run_id: str, iteration: int, model_dir: str, stage:
     store = store_for(cfg)
     ctx = StageContext(store, cfg, run_id, iteration, model_dir)
     return run_stage(store, run_id, iteration, stage, lambda: getattr(get_method(cfg.method.name), stage)(ctx))
+
+
+@task(name="judge-probe-seed", cache_policy=NO_CACHE)
+def seed_probe_task(config: dict, run_id: str, model_dir: str) -> JudgeProbeResult:
+    """The seed model as a judge, on the fixed labelled probe (no guard: the bootstrap may come next)."""
+    cfg = config_from_dict(config)
+    store = store_for(cfg)
+    return run_stage(store, run_id, 0, "judge_probe",
+                     lambda: judge_probe(store, cfg, run_id, 0, model_dir, guard=False))
+
+
+@task(name="bootstrap", cache_policy=NO_CACHE)
+def bootstrap_task(config: dict, run_id: str) -> BootstrapResult:
+    """Teach the seed model to judge (tasks/bootstrap.py); register the result as its own model version."""
+    cfg = config_from_dict(config)
+    store = store_for(cfg)
+    result = run_stage(store, run_id, 0, "bootstrap", lambda: run_bootstrap(store, cfg, run_id))
+
+    def track():
+        parent = store.run(run_id).mlflow_run_id
+        child = registry.start_iteration_run(cfg, parent, run_id, 0, None, name="bootstrap")
+        registry.log_metrics(cfg, [parent, child], {f"bootstrap/{k}": v for k, v in result.metrics().items()}, step=0)
+        version = registry.register_model(cfg, child, run_id, 0, result.model_dir, alias="bootstrap")
+        registry.finish_run(cfg, child)
+        return TrackResult(mlflow_run_id=child, model_version=version)
+    run_stage(store, run_id, 0, "bootstrap_track", track)
+    return result
 
 
 @task(name="evaluate-seed", cache_policy=NO_CACHE)
@@ -80,7 +118,8 @@ def gate_task(config: dict, run_id: str, iteration: int) -> GateResult:
         child = store.iteration(run_id, iteration).mlflow_run_id
         registry.mark_gate(cfg, run_id, iteration, child, decision.accepted)
         registry.log_metrics(cfg, [store.run(run_id).mlflow_run_id], {
-            "gate/accepted": float(decision.accepted), "gate/champion_iteration": decision.champion_iteration},
+            "gate/accepted": float(decision.accepted), "gate/champion_iteration": decision.champion_iteration,
+            "gate/collapsed": float(decision.collapsed)},
             step=iteration)
         return decision
     return run_stage(store, run_id, iteration, "gate", work)
@@ -136,16 +175,23 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict[str, StageResult]]:
         "prefect.flow_run_id": str(flow_run.id), "selfimprove.duckdb": str(store.path.resolve())})
     store.update_run(run_id, mlflow_run_id=parent, prefect_flow_run_id=str(flow_run.id))
     model_dir = prepared.seed_dir
-    baseline = evaluate_seed_task(config, run_id, model_dir)
-    track_task(config, run_id, 0, model_dir, {"evaluate": baseline})
+    seed: dict[str, StageResult] = {"evaluate": evaluate_seed_task(config, run_id, model_dir)}
+    if cfg.judge.probe_size:
+        seed["judge_probe"] = seed_probe_task(config, run_id, model_dir)
+    track_task(config, run_id, 0, model_dir, seed)
     gate_task(config, run_id, 0)  # the seed is the first champion
+    if cfg.bootstrap.enabled:  # the loop starts from the model taught to judge
+        seed["bootstrap"] = bootstrap_task(config, run_id)
+        model_dir = seed["bootstrap"].model_dir
+    start_dir = model_dir
     artifacts_task(config, run_id, 0)
-    results: list[dict[str, StageResult]] = [{"evaluate": baseline}]
+    results: list[dict[str, StageResult]] = [seed]
     try:
         for iteration in range(1, cfg.iterations + 1):
             result = iteration_flow(config, run_id, iteration, model_dir)
             results.append(result)
-            model_dir = result["gate"].model_dir
+            gate = result["gate"]
+            model_dir = start_dir if gate.champion_iteration == 0 else gate.model_dir
     except Exception:
         registry.finish_run(cfg, parent, "FAILED")  # a resume re-attaches to this run
         raise

@@ -14,14 +14,17 @@ from selfimprove.config import Config
 from selfimprove.models.engines import SamplingSpec
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Prompt
+from selfimprove.tasks.bootstrap import start_model_dir
 from selfimprove.tasks.common import run_dir
 from selfimprove.tasks.evaluate import evaluate_model
 from selfimprove.tasks.generate import generate_samples
 from selfimprove.tasks.judge import judge_candidates
+from selfimprove.tasks.judge_probe import judge_probe
 from selfimprove.tasks.results import (
     BuildResult,
     EvalResult,
     GenerateResult,
+    JudgeProbeResult,
     JudgeResult,
     ScoreResult,
     TrainResult,
@@ -44,7 +47,8 @@ class StageContext:
 
     @property
     def initial_model_dir(self) -> str:
-        return self.store.iteration(self.run_id, 0).model_path
+        """The model the loop started from: the bootstrapped seed when there is one (tasks/bootstrap.py)."""
+        return start_model_dir(self.store, self.run_id)
 
     def spec(self, n: int | None = None, temperature: float | None = None) -> SamplingSpec:
         g = self.cfg.generate
@@ -71,9 +75,14 @@ class Method:
     candidate_purposes: tuple[str, ...] = ("train",)  # generations the judge and the reward see
 
     def stages(self, cfg: Config) -> tuple[str, ...]:
+        # The probe measures (and the guard checks) this iteration's judge before anything trains on it.
+        probe = ("judge_probe",) if cfg.judge.probe_size and "judge" in {s.name for s in cfg.reward.signals} else ()
         if cfg.train.algorithm == "grpo":  # online: the trainer samples and scores its own groups
-            return ("train", "evaluate")
-        return ("generate", "judge", "score", "build", "train", "evaluate")
+            return (*probe, "train", "evaluate")
+        return (*probe, "generate", "judge", "score", "build", "train", "evaluate")
+
+    def judge_probe(self, ctx: StageContext) -> JudgeProbeResult:
+        return judge_probe(ctx.store, ctx.cfg, ctx.run_id, ctx.iteration, ctx.model_dir)
 
     def generate(self, ctx: StageContext) -> GenerateResult:
         return ctx.sample(ctx.model_dir, "train", ctx.spec())

@@ -3,6 +3,7 @@ training prompts, score the probe samples with the configured reward, and pick t
 (temperature, reward threshold) with the best balance score. The iteration then samples at that
 temperature and keeps the samples whose reward clears that threshold: as SFT targets (the
 paper's choice), or with `train.algorithm: dpo` as chosen answers against a candidate below it.
+With `pairs.chosen_must_answer` a sample with no extracted answer (or blank text) is never selected.
 
 "Correct" for the balance score comes from the verifiable answer; prompts without one count as
 not correct (see tasks/bstar.py). The whole grid and the exploration / exploitation figures of
@@ -67,7 +68,8 @@ class BStar(Method):
     name = "bstar"
 
     def stages(self, cfg) -> tuple[str, ...]:
-        return ("probe", "generate", "judge", "score", "build", "train", "evaluate")
+        base = super().stages(cfg)  # its probe of temperatures and thresholds comes right before generating
+        return (*base[:base.index("generate")], "probe", *base[base.index("generate"):])
 
     def probe(self, ctx: StageContext) -> ProbeResult:
         mc = ctx.cfg.method
@@ -102,7 +104,8 @@ class BStar(Method):
     def build(self, ctx: StageContext) -> BStarBuildResult:
         threshold = self._choice(ctx).threshold
         queries, groups = probe_queries(ctx, "train")
-        selected = select_samples(queries, threshold)
+        must_answer = ctx.cfg.pairs.chosen_must_answer
+        selected = select_samples(queries, threshold, require_answer=must_answer)
         figures = ExplorationFigures(**exploration_exploitation(queries, threshold))
         if ctx.cfg.train.algorithm == "sft":
             rows = [SftExample(ctx.run_id, ctx.iteration, group[i].generation_id, group[i].prompt_id, group[i].reward)
@@ -112,6 +115,8 @@ class BStar(Method):
         pairs, drops = [], []
         for query, group, keep in zip(queries, groups, selected):
             result = dpo_pair(query, keep, threshold)
+            if result == "nothing_selected" and must_answer and any(s.reward >= threshold for s in query):
+                result = "no_answered_candidate"  # samples cleared the threshold, none with an answer
             if isinstance(result, str):
                 drops.append(PairDrop(ctx.run_id, ctx.iteration, group[0].prompt_id, result))
                 continue

@@ -5,7 +5,8 @@ Anchored Rejection: the initial model M_0 samples too, and the rejected answer i
 Future-Guided Chosen: a look-ahead model M_f, trained briefly from M_i on those pairs, samples
 again; its best answer replaces the chosen one when M_i's judge scores it higher. M_{i+1} is
 then trained from M_i on the final pairs. M_f is kept on disk and its samples are recorded, but
-it is not an iteration model (not registered).
+it is not an iteration model (not registered). With `pairs.chosen_must_answer` every chosen side
+(M_i's best, M_f's replacement) is a candidate with an extracted answer (tasks/build.py).
 """
 from __future__ import annotations
 
@@ -15,23 +16,26 @@ from pathlib import Path
 from selfimprove.methods.base import Method, StageContext
 from selfimprove.models.loading import has_weights, model_hash
 from selfimprove.storage.records import PairDrop
-from selfimprove.tasks.build import Ranked, pair_row, save_pairs, scored_candidates, select_pair
+from selfimprove.tasks.build import Ranked, best_of, pair_row, save_pairs, scored_candidates, select_pair
 from selfimprove.tasks.results import TemporalBuildResult, TemporalGenerateResult
 from selfimprove.tasks.train import run_dpo
 
 
-def anchored_pair(current: list[Ranked], past: list[Ranked], min_margin: float):
-    """(chosen, rejected, rejected_source) or a drop reason. Chosen = M_i's best; rejected = M_0's
-    worst when it scores below the chosen, else M_i's own worst (the paper's fallback).
+def anchored_pair(current: list[Ranked], past: list[Ranked], min_margin: float, must_answer: bool = True):
+    """(chosen, rejected, rejected_source) or a drop reason. Chosen = M_i's best (answered, with
+    must_answer); rejected = M_0's worst when it scores below the chosen, else M_i's own worst (the
+    paper's fallback).
 
     >>> cur = [Ranked("c0", 0, "5", 4.0), Ranked("c1", 1, "6", 2.0)]
     >>> chosen, rejected, source = anchored_pair(cur, [Ranked("p0", 0, "9", 1.0)], 0.1)
     >>> chosen.generation_id, rejected.generation_id, source
     ('c0', 'p0', 'past')
+    >>> silent = Ranked("c2", 2, "", 5.0, answered=False)  # top-scored but empty: never chosen
+    >>> anchored_pair([silent] + cur, [Ranked("p0", 0, "9", 1.0)], 0.1)[0].generation_id
+    'c0'
     """
     scored_past = [c for c in past if c.score is not None]
-    best_current = max((c for c in current if c.score is not None), key=lambda c: (c.score, -c.sample_index),
-                       default=None)
+    best_current = best_of(current, must_answer)
     if best_current is not None and scored_past:
         worst_past = min(scored_past, key=lambda c: (c.score, -c.sample_index))
         if worst_past.score < best_current.score:
@@ -40,23 +44,25 @@ def anchored_pair(current: list[Ranked], past: list[Ranked], min_margin: float):
             if best_current.text.strip() == worst_past.text.strip():
                 return "identical_text"
             return best_current, worst_past, "past"
-    result = select_pair(current, min_margin)  # fallback: M_i's best vs M_i's worst
+    result = select_pair(current, min_margin, must_answer)  # fallback: M_i's best vs M_i's worst
     return result if isinstance(result, str) else (*result, "current")
 
 
-def future_guided(chosen: Ranked, future: list[Ranked]) -> tuple[Ranked, bool]:
-    """M_f's best candidate when it scores strictly higher than the current chosen, else the chosen.
+def future_guided(chosen: Ranked, future: list[Ranked], must_answer: bool = True) -> tuple[Ranked, bool]:
+    """M_f's best candidate (answered, with must_answer) when it scores strictly higher than the
+    current chosen, else the chosen.
 
     >>> chosen = Ranked("c", 0, "5", 3.0)
     >>> future_guided(chosen, [Ranked("f0", 0, "5", 3.0), Ranked("f1", 1, "6", 2.0)])[1]
     False
     >>> future_guided(chosen, [Ranked("f0", 0, "7", 4.5)])[0].generation_id
     'f0'
+    >>> future_guided(chosen, [Ranked("f0", 0, "", 4.5, answered=False)])[1]
+    False
     """
-    scored = [c for c in future if c.score is not None]
-    if not scored:
+    best = best_of(future, must_answer)
+    if best is None:
         return chosen, False
-    best = max(scored, key=lambda c: (c.score, -c.sample_index))
     return (best, True) if best.score > chosen.score else (chosen, False)
 
 
@@ -76,7 +82,8 @@ class Temporal(Method):
         past = scored_candidates(store, run_id, it, "train_past")
         anchored, drops = {}, []
         for prompt_id, candidates in current.items():
-            result = anchored_pair(candidates, past.get(prompt_id, []), cfg.pairs.min_margin)
+            result = anchored_pair(candidates, past.get(prompt_id, []), cfg.pairs.min_margin,
+                                   cfg.pairs.chosen_must_answer)
             if isinstance(result, str):
                 drops.append(PairDrop(run_id, it, prompt_id, result))
             else:
@@ -85,7 +92,7 @@ class Temporal(Method):
         future = scored_candidates(store, run_id, it, "train_future") if lookahead is not None else {}
         pairs, replaced = [], 0
         for prompt_id, (chosen, rejected, rejected_source) in anchored.items():
-            final, improved = future_guided(chosen, future.get(prompt_id, []))
+            final, improved = future_guided(chosen, future.get(prompt_id, []), cfg.pairs.chosen_must_answer)
             replaced += improved
             pairs.append(pair_row(run_id, it, prompt_id, final, rejected, "future" if improved else "current",
                                   rejected_source))

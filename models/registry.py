@@ -79,12 +79,14 @@ def start_parent_run(cfg, run_id: str, existing: str | None, tags: dict) -> str:
     return run.info.run_id
 
 
-def start_iteration_run(cfg, parent_id: str, run_id: str, iteration: int, existing: str | None) -> str:
+def start_iteration_run(cfg, parent_id: str, run_id: str, iteration: int, existing: str | None,
+                        name: str | None = None) -> str:
+    """A child of the run's MLflow run for one iteration (or a named step of it, e.g. "bootstrap")."""
     client = _client(cfg)
     if existing:
         return existing
     parent = client.get_run(parent_id)
-    run = client.create_run(parent.info.experiment_id, run_name=f"iteration-{iteration}",
+    run = client.create_run(parent.info.experiment_id, run_name=name or f"iteration-{iteration}",
                             tags={"mlflow.parentRunId": parent_id, "selfimprove.run_id": run_id,
                                   "selfimprove.iteration": str(iteration)})
     return run.info.run_id
@@ -108,15 +110,16 @@ def finish_run(cfg, mlflow_run_id: str, status: str = "FINISHED") -> None:
     _client(cfg).set_terminated(mlflow_run_id, status)
 
 
-def register_model(cfg, iteration_run_id: str, run_id: str, iteration: int, model_dir: str | Path) -> str:
+def register_model(cfg, iteration_run_id: str, run_id: str, iteration: int, model_dir: str | Path,
+                   alias: str | None = None) -> str:
     """Log model_dir as a transformers model on the iteration run and register it as a new version
-    of the run's registered model, aliased `iter-<iteration>`. Idempotent on resume."""
+    of the run's registered model, aliased `iter-<iteration>` (or `alias`). Idempotent on resume."""
     import mlflow
     import transformers
 
     client = _client(cfg)
     name = registered_model_name(cfg, run_id)
-    alias = f"iter-{iteration}"
+    alias = alias or f"iter-{iteration}"
     try:
         return client.get_model_version_by_alias(name, alias).version
     except mlflow.exceptions.MlflowException:

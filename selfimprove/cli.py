@@ -16,6 +16,7 @@ from selfimprove.config import ConfigError, load_config  # noqa: E402
 from selfimprove.models.loading import ModelPathError  # noqa: E402
 from selfimprove.tasks.answers import UnscorableTaskError  # noqa: E402
 from selfimprove.tasks.data import DataError  # noqa: E402
+from selfimprove.tasks.judge_probe import JudgeQualityError  # noqa: E402
 
 
 def cmd_run(config_path: str | None, overrides: list[str], run_id: str | None, resume: str | None) -> int:
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"selfimprove: config error: {exc}", file=sys.stderr)
         return 2
-    except (DataError, ModelPathError, UnscorableTaskError, FileNotFoundError) as exc:
+    except (DataError, ModelPathError, UnscorableTaskError, JudgeQualityError, FileNotFoundError) as exc:
         print(f"selfimprove: {exc}", file=sys.stderr)
         return 2
 

@@ -115,7 +115,9 @@ class JudgeConfig(_Section):
     # from the next-token probabilities of "0".."5" (G-Eval style; always yields a score).
     # "pairwise": candidates of a prompt compared two at a time (both orders); score = 5 x mean win
     # probability (tasks/judge_pairwise.py). Relative scores: self_rewarding with dpo/sft only.
-    mode: Literal["text", "logprob", "pairwise"] = "logprob"
+    # "verify": a short yes/no question ("Question / Proposed answer / Is the proposed answer correct?");
+    # score = 5 x P(yes) / (P(yes) + P(no)). The format the judge bootstrap teaches best (STACK.md).
+    mode: Literal["text", "logprob", "pairwise", "verify"] = "logprob"
     # Where logprob/pairwise judges read next-token probabilities: "engine" = the generation engine
     # (vLLM when it imports: prefix caching shares the rubric across candidates, requested-token
     # logprobs); "transformers" = a teacher-forced float32 pass (the fallback; also GRPO on CPU).
@@ -123,9 +125,42 @@ class JudgeConfig(_Section):
     k: int = 1  # judgments per candidate, averaged (text mode samples k times)
     temperature: float = 0.7
     max_tokens: int = 160
+    # A fixed labelled probe: this many prompts (disjoint from train and held-out) sampled once by the
+    # seed model; every iteration's judge scores those same answers -> judge AUC per iteration. 0 = off.
+    probe_size: int = 0
+    # Judge-quality guard, checked on the probe before an iteration trains on self-judgments:
+    # AUC below min_probe_auc -> "warn" (log and go on) or "stop" (the run ends with the reason).
+    min_probe_auc: float | None = None
+    on_low_auc: Literal["warn", "stop"] = "warn"
 
     def check(self, where: str) -> None:
         _positive(where, k=self.k)
+        if self.min_probe_auc is not None and self.probe_size < 1:
+            raise ConfigError(f"{where}.min_probe_auc: the guard reads the probe; set {where}.probe_size > 0")
+
+
+@dataclass
+class BootstrapConfig(_Section):
+    # Judge bootstrap (the Self-Rewarding paper's evaluation fine-tuning, from verifiable data): before
+    # iteration 1 the seed model's own samples on a labelled `seed` split (disjoint from train, held-out
+    # and probe) are labelled by the verifier, balanced right/wrong and written as judge examples in
+    # judge.mode's format; mixed with the seed model's greedy answers on other seed prompts (generation
+    # data that carries no labels and keeps the generator); the seed model is fine-tuned on both (SFT).
+    # The loop after it uses no labels (tasks/bootstrap.py).
+    enabled: bool = False
+    judge_prompts: int = 200  # seed prompts whose sampled answers become judge examples
+    samples: int = 4  # samples per judge prompt
+    judge_examples: int = 400  # at most, half right and half wrong
+    generation_prompts: int = 200  # other seed prompts whose greedy answers become generation examples
+    epochs: float = 2.0
+    learning_rate: float = 3.0e-5
+    batch_size: int = 16
+    # Judge examples replayed in each iteration's training (DPO: the right verdict chosen over the wrong
+    # one; SFT: the right verdict), so training the policy does not erode the judge. 0 = none.
+    replay: int = 0
+
+    def check(self, where: str) -> None:
+        _positive(where, judge_prompts=self.judge_prompts, samples=self.samples, batch_size=self.batch_size)
 
 
 @dataclass
@@ -167,6 +202,8 @@ class RewardConfig(_Section):
 @dataclass
 class PairsConfig(_Section):
     min_margin: float = 0.1  # drop a prompt when best - worst mean score is below this
+    # A candidate with no extracted answer (or empty text) is never the chosen side (rejected it may be).
+    chosen_must_answer: bool = True
 
 
 @dataclass
@@ -195,6 +232,9 @@ class TrainConfig(_Section):
     # reference forward every step. The same updates; no faster on 2 CPU cores (benchmarks/training.py),
     # it saves the reference model's memory on a GPU.
     precompute_ref: bool = False
+    # DPO: weight of an NLL (SFT) term on the chosen response (RPO; TRL loss_type ["sigmoid", "sft"],
+    # loss_weights [1.0, sft_weight]): keeps the chosen answers likely, against length collapse. 0 = off.
+    sft_weight: float = 0.0
     lora: LoraConfig = field(default_factory=LoraConfig)
     # accelerate: DPO/SFT train in a child of `accelerate launch` (multi-GPU, DeepSpeed, FSDP;
     # docs/scale-out.md). GRPO always trains in-process.
@@ -205,6 +245,8 @@ class TrainConfig(_Section):
 
     def check(self, where: str) -> None:
         _positive(where, batch_size=self.batch_size, num_processes=self.num_processes)
+        if self.sft_weight < 0:
+            raise ConfigError(f"{where}.sft_weight: must be >= 0, got {self.sft_weight}")
         if self.num_processes > 1 and self.launcher != "accelerate":
             raise ConfigError(f"{where}.num_processes: {self.num_processes} processes need {where}.launcher: "
                               f"accelerate (got '{self.launcher}'; in-process training is one process)")
@@ -232,6 +274,10 @@ class GateConfig(_Section):
     enabled: bool = False
     metric: Literal["accuracy_greedy", "maj_at_k", "pass_at_k"] = "accuracy_greedy"  # a held-out metric
     margin: float = 0.0
+    # Collapse guard (every iteration after evaluation; with gating on, a collapsed model is rejected):
+    # held-out no_answer_rate above this, or mean response tokens / the seed's below min_length_ratio.
+    max_no_answer_rate: float = 0.05
+    min_length_ratio: float = 0.5
 
 
 @dataclass
@@ -254,6 +300,7 @@ class Config:
     eval_data: DataConfig | None = None  # extra evaluation source (e.g. gsm8k); None = held-out split only
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -283,8 +330,11 @@ class Config:
         if method == "bstar" and algorithm == "grpo":
             raise ConfigError("train.algorithm: bstar selects samples offline; use sft (as the paper) or dpo")
         if algorithm == "grpo" and mode == "text" and any(s.name == "judge" for s in self.reward.signals):
-            raise ConfigError("judge.mode: GRPO scores groups inside the trainer with the logprob judge; "
-                              "set judge.mode: logprob")
+            raise ConfigError("judge.mode: GRPO scores groups inside the trainer with a pointwise judge; "
+                              "set judge.mode: logprob or verify")
+        if self.bootstrap.enabled and self.judge.probe_size < 1:
+            raise ConfigError("bootstrap.enabled: the bootstrap reports the judge's AUC before and after on the "
+                              "probe; set judge.probe_size (e.g. 100)")
         if mode == "pairwise" and (method != "self_rewarding" or algorithm == "grpo"):
             # Temporal and B-STaR compare scores from separate judging calls (future samples, probe vs
             # train); GRPO scores groups inside the trainer. Pairwise scores are relative to one call.

@@ -6,6 +6,7 @@ as the dataclasses of storage/records.py.
 from __future__ import annotations
 
 from selfimprove.storage.records import (
+    BootstrapExample,
     BstarGridRow,
     Candidate,
     CandidateDetail,
@@ -22,6 +23,7 @@ from selfimprove.storage.records import (
     SftText,
     columns,
 )
+from selfimprove.storage.schema import VIEWS
 
 _CANDIDATE = (
     "SELECT g.generation_id, g.prompt_id, g.purpose, g.sample_index, g.text, g.token_ids, g.extracted_answer, "
@@ -82,6 +84,19 @@ class Queries:
     def prompts(self, run_id: str, split: str) -> list[Prompt]:
         return self._all(Prompt, "prompts", "run_id = ? AND split = ?", [run_id, split], "prompt_id")
 
+    def probe_judgments(self, run_id: str, judge_hash: str) -> list[JudgedCandidate]:
+        """The fixed probe answers (purpose probe_sample) as the judge model with this hash scored them."""
+        return self._rows(JudgedCandidate, (
+            "SELECT g.generation_id, g.correct, avg(j.score) AS score, count(*) AS judgments, "
+            "sum(CASE WHEN j.parsed THEN 0 ELSE 1 END) AS unparsed FROM judgments j "
+            "JOIN generations g USING (generation_id) WHERE j.run_id = ? AND g.purpose = 'probe_sample' "
+            "AND j.judge_model_hash = ? GROUP BY g.generation_id, g.correct ORDER BY g.generation_id"),
+            [run_id, judge_hash])
+
+    def bootstrap_examples(self, run_id: str, kind: str | None = None) -> list[BootstrapExample]:
+        where, params = ("run_id = ? AND kind = ?", [run_id, kind]) if kind else ("run_id = ?", [run_id])
+        return self._all(BootstrapExample, "bootstrap_examples", where, params, "example_id")
+
     def prompt(self, run_id: str, prompt_id: str) -> Prompt:
         return self._all(Prompt, "prompts", "run_id = ? AND prompt_id = ?", [run_id, prompt_id])[0]
 
@@ -91,8 +106,9 @@ class Queries:
 
     def extra_eval_splits(self, run_id: str) -> list[str]:
         """Evaluation-only sources (e.g. gsm8k) besides the held-out split."""
-        return [r["split"] for r in self.query("SELECT DISTINCT split FROM prompts WHERE run_id = ? "
-                                               "AND split NOT IN ('train', 'heldout') ORDER BY split", [run_id])]
+        return [r["split"] for r in self.query(
+            "SELECT DISTINCT split FROM prompts WHERE run_id = ? "
+            "AND split NOT IN ('train', 'heldout', 'seed', 'probe') ORDER BY split", [run_id])]
 
     # ---- generations, judgments, rewards -------------------------------------------------------------
     def generations(self, run_id: str, iteration: int, purpose: str) -> list[Generation]:
@@ -119,6 +135,7 @@ class Queries:
             "SELECT g.generation_id, g.correct, avg(j.score) AS score, count(*) AS judgments, "
             "sum(CASE WHEN j.parsed THEN 0 ELSE 1 END) AS unparsed FROM judgments j "
             "JOIN generations g USING (generation_id) WHERE j.run_id = ? AND j.iteration = ? "
+            "AND g.purpose <> 'probe_sample' "
             "GROUP BY g.generation_id, g.correct ORDER BY g.generation_id"), [run_id, iteration])
 
     def candidates(self, run_id: str, iteration: int, purposes: list[str] | tuple[str, ...]) -> list[Candidate]:
@@ -127,6 +144,12 @@ class Queries:
         marks = ", ".join("?" * len(purposes))
         return self._rows(Candidate, _CANDIDATE + f"WHERE g.run_id = ? AND g.iteration = ? AND g.purpose IN ({marks}) "
                           "ORDER BY g.prompt_id, g.purpose, g.sample_index", [run_id, iteration, *purposes])
+
+    def length_and_answer(self, run_id: str, iteration: int) -> dict[str, tuple[int | None, bool]]:
+        """generation_id -> (num_tokens, has an extracted answer), for every generation of the iteration."""
+        return {r["generation_id"]: (r["num_tokens"], r["answered"]) for r in self.query(
+            "SELECT generation_id, num_tokens, extracted_answer IS NOT NULL AS answered FROM generations "
+            "WHERE run_id = ? AND iteration = ?", [run_id, iteration])}
 
     # ---- training data ------------------------------------------------------------------------------
     def pairs(self, run_id: str, iteration: int) -> list[Pair]:
@@ -162,8 +185,19 @@ class Queries:
                           "AND metric = ?", [run_id, iteration, split, metric])
         return rows[0]["value"] if rows else None
 
+    def greedy_correctness(self, run_id: str, iteration: int, purpose: str) -> dict[str, bool]:
+        """prompt_id -> correctness of the greedy answer (sample 0); items without a reference
+        (correct IS NULL) are left out, so a paired comparison skips them."""
+        return {r["prompt_id"]: r["correct"] for r in self.query(
+            "SELECT prompt_id, correct FROM generations WHERE run_id = ? AND iteration = ? AND purpose = ? "
+            "AND sample_index = 0 AND correct IS NOT NULL", [run_id, iteration, purpose])}
+
     def iteration_summary(self, run_id: str) -> list[IterationSummary]:
-        return self._all(IterationSummary, "iteration_summary", "run_id = ?", [run_id], "iteration")
+        # The view's current definition, inlined: a reader (create=False) of a file written by an older
+        # version still has the older stored view, which lacks columns added since.
+        cols = ", ".join(columns(IterationSummary))
+        return self._rows(IterationSummary, f"SELECT {cols} FROM ({VIEWS['iteration_summary']}) WHERE run_id = ? "
+                          "ORDER BY iteration", [run_id])
 
     def values_by_iteration(self, run_id: str, what: str) -> dict[int, list[float]]:
         """Per iteration, the values the report plots: 'reward' (combined self-reward of each candidate),

@@ -125,6 +125,23 @@ class SftExample:
 
 
 @dataclass(frozen=True, slots=True)
+class BootstrapExample:
+    """One example of the judge bootstrap: a judge example (the user turn asks about a labelled
+    answer, the completion is the right verdict) or a generation example (a seed prompt and the
+    seed model's own greedy answer, no label)."""
+    run_id: str
+    example_id: str
+    kind: str  # "judge" | "generation"
+    prompt_id: str
+    generation_ids: str  # the answer(s) the example is about, comma-separated (two for pairwise)
+    user_text: str
+    completion: str
+    wrong_completion: str | None  # judge examples: the wrong verdict (the rejected side when replayed in DPO)
+    label: bool | None  # judge examples: is the judged answer right
+    created_at: datetime = field(default_factory=now)
+
+
+@dataclass(frozen=True, slots=True)
 class BstarGridRow:
     run_id: str
     iteration: int
@@ -187,6 +204,7 @@ TABLE_OF: dict[type, str] = {
     Run: "runs", Iteration: "iterations", Prompt: "prompts", Generation: "generations", Judgment: "judgments",
     Pair: "pairs", Reward: "rewards", SftExample: "sft_examples", BstarGridRow: "bstar_grid", PairDrop: "pair_drops",
     TrainRun: "train_runs", Evaluation: "evaluations", LedgerEntry: "stage_ledger",
+    BootstrapExample: "bootstrap_examples",
 }
 
 
@@ -263,14 +281,26 @@ class IterationSummary:
     run_id: str
     iteration: int
     accuracy_greedy: float | None
+    diff_vs_seed: float | None  # held-out greedy accuracy minus the seed's, same items (paired)
+    diff_vs_seed_low: float | None  # its 95% interval
+    diff_vs_seed_high: float | None
+    diff_vs_prev: float | None  # ... minus the previous iteration's
+    diff_vs_prev_low: float | None
+    diff_vs_prev_high: float | None
     maj_at_k: float | None
     pass_at_k: float | None
     mean_response_tokens: float | None
+    length_ratio: float | None  # mean held-out response length / the seed's
     no_answer_rate: float | None
     judge_score_mean: float | None
     judge_auc: float | None
+    probe_auc: float | None  # the judge's AUC on the probe split
     judge_parse_failure_rate: float | None
     pairs: int | None
+    chosen_tokens: float | None  # chosen_* / rejected_*: the build stage's pair statistics (split 'pairs')
+    rejected_tokens: float | None
+    chosen_answer_rate: float | None
+    rejected_answer_rate: float | None
     sft_examples: int | None
     train_loss: float | None
     accepted: bool | None

@@ -38,6 +38,11 @@ TABLES = {
     "sft_examples": """
         run_id VARCHAR, iteration INTEGER, generation_id VARCHAR, prompt_id VARCHAR, reward DOUBLE,
         created_at TIMESTAMP, PRIMARY KEY (run_id, iteration, generation_id)""",
+    # The judge bootstrap's training examples (tasks/bootstrap.py), before iteration 1.
+    "bootstrap_examples": """
+        run_id VARCHAR, example_id VARCHAR, kind VARCHAR, prompt_id VARCHAR, generation_ids VARCHAR,
+        user_text VARCHAR, completion VARCHAR, wrong_completion VARCHAR, label BOOLEAN, created_at TIMESTAMP,
+        PRIMARY KEY (run_id, example_id)""",
     # B-STaR's per-iteration grid: every (temperature, threshold) tried and the one chosen.
     "bstar_grid": """
         run_id VARCHAR, iteration INTEGER, temperature DOUBLE, threshold DOUBLE, balance DOUBLE,
@@ -67,14 +72,27 @@ VIEWS = {
         WITH e AS (
           SELECT run_id, iteration,
             max(value) FILTER (WHERE split = 'heldout' AND metric = 'accuracy_greedy') AS accuracy_greedy,
+            -- new - old held-out greedy accuracy on the same items, with its paired 95% interval
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'diff_vs_seed') AS diff_vs_seed,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'diff_vs_seed_low') AS diff_vs_seed_low,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'diff_vs_seed_high') AS diff_vs_seed_high,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'diff_vs_prev') AS diff_vs_prev,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'diff_vs_prev_low') AS diff_vs_prev_low,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'diff_vs_prev_high') AS diff_vs_prev_high,
             max(value) FILTER (WHERE split = 'heldout' AND metric = 'maj_at_k') AS maj_at_k,
             max(value) FILTER (WHERE split = 'heldout' AND metric = 'pass_at_k') AS pass_at_k,
             max(value) FILTER (WHERE split = 'heldout' AND metric = 'mean_response_tokens') AS mean_response_tokens,
+            max(value) FILTER (WHERE split = 'heldout' AND metric = 'length_ratio_to_seed') AS length_ratio,
             max(value) FILTER (WHERE split = 'heldout' AND metric = 'no_answer_rate') AS no_answer_rate,
             max(value) FILTER (WHERE split = 'train' AND metric = 'judge_score_mean') AS judge_score_mean,
             max(value) FILTER (WHERE split = 'train' AND metric = 'judge_auc') AS judge_auc,
+            max(value) FILTER (WHERE split = 'probe' AND metric = 'judge_auc') AS probe_auc,
             max(value) FILTER (WHERE split = 'train' AND metric = 'judge_parse_failure_rate')
-              AS judge_parse_failure_rate
+              AS judge_parse_failure_rate,
+            max(value) FILTER (WHERE split = 'pairs' AND metric = 'chosen_tokens') AS chosen_tokens,
+            max(value) FILTER (WHERE split = 'pairs' AND metric = 'rejected_tokens') AS rejected_tokens,
+            max(value) FILTER (WHERE split = 'pairs' AND metric = 'chosen_answer_rate') AS chosen_answer_rate,
+            max(value) FILTER (WHERE split = 'pairs' AND metric = 'rejected_answer_rate') AS rejected_answer_rate
           FROM evaluations GROUP BY run_id, iteration),
         l AS (
           SELECT run_id, iteration,
@@ -89,8 +107,10 @@ VIEWS = {
           FROM stage_ledger GROUP BY run_id, iteration),
         p AS (SELECT run_id, iteration, count(*) AS pairs FROM pairs GROUP BY run_id, iteration),
         s AS (SELECT run_id, iteration, count(*) AS sft_examples FROM sft_examples GROUP BY run_id, iteration)
-        SELECT i.run_id, i.iteration, e.accuracy_greedy, e.maj_at_k, e.pass_at_k, e.mean_response_tokens,
-          e.no_answer_rate, e.judge_score_mean, e.judge_auc, e.judge_parse_failure_rate, p.pairs, s.sft_examples,
+        SELECT i.run_id, i.iteration, e.accuracy_greedy, e.diff_vs_seed, e.diff_vs_seed_low, e.diff_vs_seed_high,
+          e.diff_vs_prev, e.diff_vs_prev_low, e.diff_vs_prev_high, e.maj_at_k, e.pass_at_k, e.mean_response_tokens,
+          e.length_ratio, e.no_answer_rate, e.judge_score_mean, e.judge_auc, e.probe_auc, e.judge_parse_failure_rate,
+          p.pairs, e.chosen_tokens, e.rejected_tokens, e.chosen_answer_rate, e.rejected_answer_rate, s.sft_examples,
           t.train_loss, i.accepted, l.t_probe, l.t_generate, l.t_judge, l.t_score, l.t_build, l.t_train,
           l.t_evaluate, l.t_track
         FROM iterations i

@@ -25,13 +25,18 @@ class ProbeSample:
     correct: bool | None  # None: no verifiable answer for this prompt
 
 
-def select_samples(queries: list[list[ProbeSample]], threshold: float) -> list[list[int]]:
+def select_samples(queries: list[list[ProbeSample]], threshold: float,
+                   require_answer: bool = False) -> list[list[int]]:
     """Per query, indices of the samples with reward >= threshold, one per stripped text (the first
     occurrence is kept). These are the SFT examples, so duplicates would only re-weight a response.
+    require_answer (pairs.chosen_must_answer) also leaves out samples with no extracted answer or
+    blank text: they are never trained towards.
 
     >>> s = lambda t, r: ProbeSample(t, None, r, None)
     >>> select_samples([[s("a", 1.0), s("b", 0.2), s(" a ", 0.9), s("c", 0.5)]], 0.5)
     [[0, 3]]
+    >>> select_samples([[s("", 1.0), ProbeSample("x = 4", "4", 0.9, None)]], 0.5, require_answer=True)
+    [[1]]
     """
     selected = []
     for samples in queries:
@@ -39,6 +44,8 @@ def select_samples(queries: list[list[ProbeSample]], threshold: float) -> list[l
         kept = []
         for i, s in enumerate(samples):
             key = s.text.strip()
+            if require_answer and (s.answer is None or not key):
+                continue
             if s.reward >= threshold and key not in seen:
                 seen.add(key)
                 kept.append(i)

@@ -19,31 +19,55 @@ class DataError(ValueError):
     """A data source problem, naming the file and record."""
 
 
-def build_splits(cfg: DataConfig) -> dict[str, list[dict]]:
-    """{"train": [...], "heldout": [...]} for the configured source, disjoint by question."""
+def build_splits(cfg: DataConfig, extra: dict[str, int] | None = None) -> dict[str, list[dict]]:
+    """{"train": [...], "heldout": [...], **extra} for the configured source, pairwise disjoint by question.
+
+    `extra` asks for labelled splits beside them ({"seed": 400, "probe": 100}: the judge bootstrap's
+    data and the judge probe); they are drawn after train and held-out, so adding them never changes
+    which questions those two hold.
+    """
+    sizes = {"train": cfg.train_size, "heldout": cfg.eval_size, **{k: v for k, v in (extra or {}).items() if v}}
     if cfg.source == "reasoning_gym":
-        train = _reasoning_gym(cfg, cfg.train_size, cfg.seed, exclude=set())
-        heldout = _reasoning_gym(cfg, cfg.eval_size, cfg.seed + 1_000_003, exclude={r["question"] for r in train})
+        splits, seen = {}, set()
+        for n, (name, size) in enumerate(sizes.items()):
+            # Split seeds as before for train (seed) and held-out (seed + 1_000_003); later splits after them.
+            splits[name] = _reasoning_gym(cfg, size, cfg.seed + n * 1_000_003, exclude=seen)
+            seen |= {r["question"] for r in splits[name]}
         source = f"reasoning_gym:{cfg.task}"
     else:
         rows = _file_rows(cfg)
         random.Random(cfg.seed).shuffle(rows)
-        train, heldout, seen = [], [], set()
-        for row in rows:  # first occurrence wins; duplicates of a train question never reach heldout
+        splits, seen = {name: [] for name in sizes}, set()
+        for row in rows:  # first occurrence wins; a duplicate of a question never reaches another split
             if row["question"] in seen:
                 continue
             seen.add(row["question"])
-            if len(train) < cfg.train_size:
-                train.append(row)
-            elif len(heldout) < cfg.eval_size:
-                heldout.append(row)
-        if len(train) < cfg.train_size:
-            raise DataError(f"data.path {cfg.path}: {len(train)} distinct questions, train_size asks {cfg.train_size}")
+            name = next((k for k in sizes if len(splits[k]) < sizes[k]), None)
+            if name is None:
+                break
+            splits[name].append(row)
+        for name in sizes:
+            if name != "heldout" and len(splits[name]) < sizes[name]:
+                raise DataError(f"data.path {cfg.path}: {len(rows)} rows ran out at the {name} split "
+                                f"({len(splits[name])} of {sizes[name]} distinct questions)")
         source = cfg.source
-    overlap = {r["question"] for r in train} & {r["question"] for r in heldout}
-    if overlap:
-        raise DataError(f"train and held-out splits share {len(overlap)} questions, e.g. {next(iter(overlap))!r}")
-    return {"train": _records(train, "train", source, cfg), "heldout": _records(heldout, "heldout", source, cfg)}
+    check_disjoint(splits)
+    for name in extra or {}:  # the bootstrap and the probe read the verifier: their items need references
+        unlabelled = sum(r["answer"] is None for r in splits.get(name, []))
+        if unlabelled:
+            raise DataError(f"{name} split: {unlabelled} items have no reference answer (data.answer_field "
+                            f"'{cfg.answer_field}'); the judge bootstrap and probe need labelled items")
+    return {name: _records(rows, name, source, cfg) for name, rows in splits.items()}
+
+
+def check_disjoint(splits: dict[str, list[dict]]) -> None:
+    """Refuse splits that share a question (a leak from training or the bootstrap into evaluation)."""
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            overlap = {r["question"] for r in splits[a]} & {r["question"] for r in splits[b]}
+            if overlap:
+                raise DataError(f"{a} and {b} splits share {len(overlap)} questions, e.g. {next(iter(overlap))!r}")
 
 
 def build_eval_only(cfg: DataConfig, split: str) -> list[dict]:

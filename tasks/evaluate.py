@@ -2,6 +2,8 @@
 
 Greedy and sampled answers are stored as generations (purpose eval_greedy / eval_sample), so
 every metric can be recomputed in SQL. Extra sources (e.g. GSM8K test) get greedy accuracy.
+From iteration 1 on, greedy accuracy is also compared, paired, with the seed's and the previous
+iteration's (tasks/compare.py).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from selfimprove.models.engines import SamplingSpec
 from selfimprove.models.loading import model_hash
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Evaluation, Generation
+from selfimprove.tasks.compare import heldout_differences
 from selfimprove.tasks.generate import generate_samples
 from selfimprove.tasks.results import EvalResult
 
@@ -60,6 +63,9 @@ def evaluate_model(store: Store, cfg, run_id: str, iteration: int, model_dir: st
         generate_samples(store, cfg, run_id, iteration, model_dir, heldout, sample_spec, "eval_sample")
     results = {"heldout": heldout_metrics(store.generations(run_id, iteration, "eval_greedy"),
                                           store.generations(run_id, iteration, "eval_sample"))}
+    # Paired differences vs the seed and the previous iteration (diff_vs_seed, _low, _high, ...):
+    # an accuracy change is only a gain when its 95% interval excludes zero.
+    results["heldout"].update(heldout_differences(store, run_id, iteration))
     for split in store.extra_eval_splits(run_id):
         purpose = f"eval_{split}"
         generate_samples(store, cfg, run_id, iteration, model_dir, store.prompts(run_id, split), greedy_spec, purpose)

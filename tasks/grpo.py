@@ -39,6 +39,7 @@ class GroupRecorder:
         self.model, self.tokenizer = scoring_model(base_dir) if set(self.weights) & CONFIDENCE else (None, None)
         self.judge = judge_scorer(cfg, base_dir) if "judge" in self.weights else None
         self.judge_tokenizer = load_tokenizer(base_dir) if self.judge else None
+        self.mode = cfg.judge.mode
 
     def __call__(self, prompts, completions, completion_ids, prompt_id, trainer_state=None, **_) -> list[float | None]:
         step = trainer_state.global_step if trainer_state is not None else 0
@@ -58,10 +59,11 @@ class GroupRecorder:
         return [rewards[c.generation_id] for c in candidates]
 
     def _with_judge_scores(self, candidates: list[Candidate]) -> list[Candidate]:
-        """The logprob judge's score of each completion, from M_i (as the judge stage would give)."""
+        """The pointwise judge's score of each completion, from M_i (as the judge stage would give)."""
         if "judge" not in self.weights:
             return candidates
-        scored = judge_logprob(self.judge, self.judge_tokenizer, [judge_prompt(c.question, c.text) for c in candidates])
+        scored = judge_logprob(self.judge, self.judge_tokenizer, [judge_prompt(c.question, c.text, self.mode)
+                                                                    for c in candidates], self.mode)
         return [replace(c, judge_score=score) for c, ((_, score),) in zip(candidates, scored)]
 
     def _confidence(self, candidates: list[Candidate]) -> dict:

@@ -7,6 +7,8 @@ Two modes (config `judge.mode`):
   P("0".."5") in one teacher-forced forward pass; deterministic, so one judgment per candidate.
 - pairwise: each candidate against each other candidate of its prompt, both orders, P("A") vs
   P("B"); its score is 5 x its mean win probability (tasks/judge_pairwise.py).
+- verify: a short yes/no question about the answer; score 5 x P(yes) / (P(yes) + P(no)), one
+  teacher-forced pass like logprob.
 Also reports how well the judge agrees with the verifiable answer (AUC), since a self-reward
 is only as good as that agreement.
 """
@@ -29,6 +31,7 @@ from selfimprove.tasks.judge_prompt import (
     expected_score,
     judge_prompt,
     parse_final_score,
+    verdict_token_ids,
 )
 from selfimprove.tasks.results import JudgeResult
 
@@ -50,15 +53,8 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     scorer = judge_scorer(cfg, model_dir) if jc.mode != "text" else None
     digest = model_hash(model_dir)
     started = time.perf_counter()
-    for n, batch in enumerate(_chunks(todo, cfg.engine.write_every, whole_prompts=jc.mode == "pairwise"), start=1):
-        texts = [judge_prompt(c.question, c.text) for c in batch] if jc.mode != "pairwise" else []
-        if jc.mode == "logprob":
-            scored = judge_logprob(scorer, tokenizer, texts)
-        elif jc.mode == "pairwise":
-            scored = _judge_pairwise(scorer, tokenizer, batch)
-        else:
-            seeds = [content_seed(cfg.seed, iteration, "judge", c.generation_id) for c in batch]
-            scored = _judge_text(cfg, model_dir, tokenizer, texts, k, seeds)
+    for n, batch in enumerate(judge_chunks(todo, cfg), start=1):
+        scored = judge_batch(cfg, model_dir, tokenizer, scorer, batch, iteration)
         store.add([Judgment(f"{c.generation_id}:j{j}", run_id, iteration, c.generation_id, j, jc.mode, digest, raw,
                             score, score is not None)
                    for c, per_candidate in zip(batch, scored) for j, (raw, score) in enumerate(per_candidate)])
@@ -68,6 +64,23 @@ def judge_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     store.add([Evaluation(run_id, iteration, "train", f"judge_{name}", value, digest)
                for name, value in result.metrics().items() if name not in ("seconds", "skipped")])
     return result
+
+
+def judge_batch(cfg, model_dir, tokenizer, scorer, batch: list[Candidate],
+                iteration: int) -> list[list[tuple[str, float | None]]]:
+    """Per candidate, its judgments [(raw, score or None)] in judge.mode (pairwise: whole prompt groups)."""
+    mode = cfg.judge.mode
+    if mode in POINTWISE:
+        return judge_logprob(scorer, tokenizer, [judge_prompt(c.question, c.text, mode) for c in batch], mode)
+    if mode == "pairwise":
+        return _judge_pairwise(scorer, tokenizer, batch)
+    seeds = [content_seed(cfg.seed, iteration, "judge", c.generation_id) for c in batch]
+    return _judge_text(cfg, model_dir, tokenizer, [judge_prompt(c.question, c.text) for c in batch], cfg.judge.k, seeds)
+
+
+def judge_chunks(candidates: list[Candidate], cfg):
+    """Chunks of `engine.write_every` candidates to judge and commit together (whole prompts for pairwise)."""
+    return _chunks(candidates, cfg.engine.write_every, whole_prompts=cfg.judge.mode == "pairwise")
 
 
 def _by_prompt(candidates: list[Candidate]) -> dict[str, list[Candidate]]:
@@ -105,10 +118,15 @@ def judge_scorer(cfg, model_dir: str | Path):
     return transformers_scorer(model_dir)
 
 
-def judge_logprob(scorer, tokenizer, texts: list[str]) -> list[list[tuple[str, float]]]:
-    """Expected "Score:" digit per judge prompt text, from `scorer` (judge_scorer)."""
-    ids = [chat_prompt_ids(tokenizer, t, assistant_prefix=SCORE_PREFIX) for t in texts]
-    digits = digit_token_ids(tokenizer)
+POINTWISE = ("logprob", "verify")  # one teacher-forced pass per candidate, score from next-token probabilities
+
+
+def judge_logprob(scorer, tokenizer, texts: list[str], mode: str = "logprob") -> list[list[tuple[str, float]]]:
+    """Per judge prompt text (judge_prompt(..., mode)), the expected score from `scorer` (judge_scorer):
+    over the digits after a pre-filled "Score:" (logprob), or over yes (5) / no (0) (verify)."""
+    prefix = SCORE_PREFIX if mode == "logprob" else ""
+    ids = [chat_prompt_ids(tokenizer, t, assistant_prefix=prefix) for t in texts]
+    digits = digit_token_ids(tokenizer) if mode == "logprob" else verdict_token_ids(tokenizer)
     rows = scorer(ids, sorted({t for options in digits.values() for t in options})) if ids else []
     out = []
     for row in rows:

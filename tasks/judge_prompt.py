@@ -1,4 +1,5 @@
-"""The LLM-as-a-Judge prompt (additive 5-point rubric, Self-Rewarding style) and its parsers.
+"""The LLM-as-a-Judge prompts (additive 5-point rubric, Self-Rewarding style; a yes/no verification
+question) and their parsers.
 
 Our own wording of the paper's idea: start at 0, add one point per criterion met, explain
 briefly, end with a final line "Score: N". The parser reads only that final line of the judge's
@@ -34,8 +35,29 @@ _FINAL_LINE = re.compile(
     rf"^\W*score\W*?[:=][^\w{_MINUS}]*([{_MINUS}]?)(\d+(?:\.\d+)?)\s*(?:/\s*5|out of 5|points?)?\W*$", re.IGNORECASE)
 
 
-def judge_prompt(question: str, response: str) -> str:
-    return RUBRIC.replace("{question}", question).replace("{response}", response)
+# The verification judge (judge.mode: verify): short, so cheap to judge and to teach (STACK.md:
+# AUC 0.44 -> 0.89 after fine-tuning on the model's own labelled answers).
+VERIFY = "Question: {question}\nProposed answer: {response}\nIs the proposed answer correct? Reply yes or no."
+VERDICTS = {5: ("yes", "Yes"), 0: ("no", "No")}  # the score each spelling stands for
+
+
+def judge_prompt(question: str, response: str, mode: str = "logprob") -> str:
+    """The user turn asking the judge about one response: the rubric, or the yes/no question (verify)."""
+    template = VERIFY if mode == "verify" else RUBRIC
+    return template.replace("{question}", question).replace("{response}", response)
+
+
+def verdict_token_ids(tokenizer) -> dict[int, list[int]]:
+    """{5: ids of "yes"/"Yes"/" yes"/" Yes", 0: the same for no}: a verify judgment is the expected
+    score over these two, i.e. 5 x P(yes) / (P(yes) + P(no)) (expected_score reads it)."""
+    ids: dict[int, list[int]] = {}
+    for score, words in VERDICTS.items():
+        options = {enc[0] for w in words for enc in (tokenizer.encode(s, add_special_tokens=False)
+                                                     for s in (w, f" {w}")) if len(enc) == 1}
+        if not options:
+            raise ValueError(f"tokenizer has no single token for '{words[0]}'")
+        ids[score] = sorted(options)
+    return ids
 
 
 def parse_final_score(judge_text: str | None) -> float | None:

@@ -1,7 +1,8 @@
 """`selfimprove report RUN_ID`: PNG plots of a run's iterations and a markdown summary.
 
-Plots: held-out accuracy (greedy, maj@k, pass@k) per iteration; the distribution of the
-combined self-reward per iteration; response length per iteration; pair margins per iteration.
+Plots: held-out accuracy (greedy, maj@k, pass@k) per iteration; greedy accuracy with 95% error
+bars (paired, vs the seed); the distribution of the combined self-reward per iteration; response
+length per iteration; pair margins per iteration. summary.md holds the `show` table.
 Everything is read from DuckDB, so a report can be made for any run, finished or not.
 """
 from __future__ import annotations
@@ -35,6 +36,39 @@ def _boxplot(path: Path, groups: dict[int, list[float]], title: str, ylabel: str
     return path
 
 
+def _greedy_ci(path: Path, rows: list[dict], run_id: str) -> Path:
+    """Greedy accuracy per iteration with 95% bars. From iteration 1 on, the bar is the paired interval
+    of the difference vs the seed, placed at seed accuracy + [low, high]: it crosses the seed's line
+    exactly when the change is within noise (an unpaired per-model interval would be wider and
+    could not tell that)."""
+    plt, fig, ax = _figure()
+    seed = next((r["accuracy_greedy"] for r in rows if r["iteration"] == 0), None)
+    points = [(r["iteration"], r["accuracy_greedy"]) for r in rows if r.get("accuracy_greedy") is not None]
+    bars = [r for r in rows if seed is not None and r["iteration"] >= 1 and r.get("accuracy_greedy") is not None
+            and r.get("diff_vs_seed_low") is not None]
+    if points:
+        ax.plot(*zip(*points), marker="o", color="C0", label="greedy accuracy")
+    if bars:
+        # errorbar takes distances from the point; clipped at 0 in case NULL-reference items make the
+        # point (all items) and seed + difference (items with a reference) differ slightly.
+        ax.errorbar([r["iteration"] for r in bars], [r["accuracy_greedy"] for r in bars], capsize=4, fmt="none",
+                    ecolor="C0", label="seed acc + 95% paired CI of (iteration - seed)",
+                    yerr=[[max(r["accuracy_greedy"] - seed - r["diff_vs_seed_low"], 0.0) for r in bars],
+                          [max(seed + r["diff_vs_seed_high"] - r["accuracy_greedy"], 0.0) for r in bars]])
+    if seed is not None:
+        ax.axhline(seed, color="gray", linestyle="--", label="seed (iteration 0)")
+    if not points:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title=f"held-out greedy accuracy, 95% CI of the gain vs seed (paired)\nrun {run_id}",
+           xlabel="iteration", ylabel="accuracy")
+    ax.set_xticks([r["iteration"] for r in rows])
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_report(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
     """Write the plots and summary.md into out_dir; return the files written."""
     out = Path(out_dir)
@@ -51,7 +85,7 @@ def write_report(store: Store, run_id: str, out_dir: str | Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(out / "accuracy.png")
     plt.close(fig)
-    files = [out / "accuracy.png",
+    files = [out / "accuracy.png", _greedy_ci(out / "accuracy_ci.png", rows, run_id),
              _boxplot(out / "rewards.png", store.values_by_iteration(run_id, "reward"), "self-reward of candidates",
                       "reward"),
              _boxplot(out / "response_length.png", store.values_by_iteration(run_id, "greedy_length"),

@@ -94,6 +94,11 @@ class BuildResult(StageResult):
     chosen_correct_rate: float | None = None  # with verifiable answers: how often the reward picked right
     rejected_correct_rate: float | None = None
     sft_examples: int = 0
+    # Each side of the pairs: mean response tokens, share with an extracted answer (also evaluations split "pairs").
+    chosen_tokens: float | None = None
+    rejected_tokens: float | None = None
+    chosen_answer_rate: float | None = None
+    rejected_answer_rate: float | None = None
 
 
 @dataclass
@@ -165,3 +170,34 @@ class GateResult(StageResult):
     new: float | None = None
     champion_before: float | None = None
     model_dir: str = ""  # the model the next iteration starts from
+    collapsed: bool = False  # held-out no-answer rate or length ratio to the seed past the gate's limits
+    reason: str = ""  # why accepted or rejected (collapse named first)
+
+
+@dataclass
+class JudgeProbeResult(StageResult):
+    """The judge's agreement with the verifier on the fixed probe answers (tasks/judge_probe.py)."""
+    auc: float | None = None
+    candidates: int = 0
+    right: int = 0  # probe answers the verifier marks right
+    judge_model_hash: str = ""
+    below_floor: bool = False  # the AUC was under judge.min_probe_auc (and the guard only warned)
+
+
+@dataclass
+class BootstrapResult(StageResult):
+    """The judge bootstrap (tasks/bootstrap.py): its data, and judge and generator before vs after."""
+    model_dir: str = ""
+    model_hash: str = ""
+    judge_examples: int = 0
+    judge_examples_right: int = 0
+    generation_examples: int = 0
+    train_loss: float | None = None
+    train_seconds: float = 0.0
+    judge_auc_before: float | None = None  # on the probe
+    judge_auc_after: float | None = None
+    accuracy_before: float | None = None  # held-out greedy accuracy
+    accuracy_after: float | None = None
+    accuracy_diff: float | None = None  # after - before, same items, with its 95% interval
+    accuracy_diff_low: float | None = None
+    accuracy_diff_high: float | None = None

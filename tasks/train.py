@@ -12,6 +12,7 @@ With train.launcher "accelerate", DPO and SFT train in a child started by `accel
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from pathlib import Path
@@ -147,10 +148,25 @@ def dpo_in_process(cfg, base_dir, out_dir, examples: list[dict], epochs: float |
                                   "chosen": [{"role": "assistant", "content": e["chosen_text"]}],
                                   "rejected": [{"role": "assistant", "content": e["rejected_text"]}]}
                                  for e in examples])
-    args = DPOConfig(beta=cfg.train.beta, max_length=cfg.train.max_length,
-                     precompute_ref_log_probs=cfg.train.precompute_ref, precompute_ref_batch_size=64,
-                     **common_training_args(cfg, Path(out_dir), epochs))
+    args = DPOConfig(**dpo_args(cfg.train), **common_training_args(cfg, Path(out_dir), epochs))
     return fit_and_save(DPOTrainer, args, cfg, base_dir, Path(out_dir), dataset, ref_model=None)
+
+
+def dpo_args(tc) -> dict:
+    """DPOConfig's DPO-specific keywords from train config. sft_weight > 0 adds TRL's NLL term on the
+    chosen response (RPO): loss = sigmoid DPO loss + sft_weight x mean token NLL of the chosen side.
+
+    >>> from selfimprove.config import TrainConfig
+    >>> dpo_args(TrainConfig(sft_weight=0.5))["loss_type"], dpo_args(TrainConfig(sft_weight=0.5))["loss_weights"]
+    (['sigmoid', 'sft'], [1.0, 0.5])
+    >>> "loss_type" in dpo_args(TrainConfig())
+    False
+    """
+    args = {"beta": tc.beta, "max_length": tc.max_length, "precompute_ref_log_probs": tc.precompute_ref,
+            "precompute_ref_batch_size": 64}
+    if tc.sft_weight > 0:
+        args.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(tc.sft_weight)])
+    return args
 
 
 def sft_in_process(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None = None) -> dict | None:
@@ -168,11 +184,25 @@ IN_PROCESS = {"dpo": dpo_in_process, "sft": sft_in_process}
 
 
 def training_examples(store: Store, cfg, run_id: str, iteration: int) -> list[dict]:
-    """The iteration's pairs (dpo) or selected samples (sft), as the rows the trainers read."""
+    """The iteration's pairs (dpo) or selected samples (sft), as the rows the trainers read, plus
+    `bootstrap.replay` of the bootstrap's judge examples (so training the policy keeps the judge)."""
+    replayed = replay_examples(store, cfg, run_id, iteration)
     if cfg.train.algorithm == "dpo":
         return [{"prompt_text": p.prompt_text, "chosen_text": p.chosen_text, "rejected_text": p.rejected_text}
-                for p in store.pair_texts(run_id, iteration)]
-    return [{"prompt_text": e.prompt_text, "text": e.text} for e in store.sft_texts(run_id, iteration)]
+                for p in store.pair_texts(run_id, iteration)] + [
+            {"prompt_text": e.user_text, "chosen_text": e.completion, "rejected_text": e.wrong_completion}
+            for e in replayed]
+    return [{"prompt_text": e.prompt_text, "text": e.text} for e in store.sft_texts(run_id, iteration)] + [
+        {"prompt_text": e.user_text, "text": e.completion} for e in replayed]
+
+
+def replay_examples(store: Store, cfg, run_id: str, iteration: int) -> list:
+    """A seeded draw of `bootstrap.replay` judge examples for this iteration (none without a bootstrap):
+    in DPO the right verdict is chosen over the wrong one."""
+    if not (cfg.bootstrap.enabled and cfg.bootstrap.replay):
+        return []
+    judges = store.bootstrap_examples(run_id, "judge")
+    return random.Random(cfg.seed * 1000 + iteration).sample(judges, min(cfg.bootstrap.replay, len(judges)))
 
 
 def train_next_model(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir) -> TrainResult:

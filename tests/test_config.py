@@ -79,7 +79,8 @@ def test_cross_field_rules_name_the_field():
 
 def test_config_built_in_code_is_validated(tmp_path):
     Config().validate()
-    with pytest.raises(ConfigError, match=r"^judge\.mode: 'x' is not one of \['logprob', 'pairwise', 'text'\]"):
+    with pytest.raises(ConfigError, match=r"^judge\.mode: 'x' is not one of \['logprob', 'pairwise', 'text', "
+                                          r"'verify'\]"):
         Config(judge=JudgeConfig(mode="x")).validate()
     with pytest.raises(ConfigError, match=r"^reward\.signals\[0\]\.name: 'x' is not one of"):
         Config(reward=RewardConfig(signals=[SignalConfig("x")])).validate()

@@ -1,0 +1,84 @@
+"""The judge probe and the judge-quality guard.
+
+A self-reward is only as good as the judge's agreement with the truth, and training the policy can
+erode the judge. The probe measures that agreement on the same answers every iteration: the seed
+model samples `generate.n` answers to each of `judge.probe_size` labelled prompts once (purpose
+probe_sample, iteration 0; the probe split never overlaps train, held-out or the bootstrap's seed
+split), and each judge model scores those fixed answers. Its AUC against the verifier is stored
+per iteration (evaluations: split "probe", metric "judge_auc"); labels are read only here, to
+measure, never to train.
+
+The guard: before an iteration trains on self-judgments, a probe AUC under `judge.min_probe_auc`
+warns or stops the run (`judge.on_low_auc`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from selfimprove.models.engines import SamplingSpec
+from selfimprove.models.loading import load_tokenizer, model_hash
+from selfimprove.storage.db import Store
+from selfimprove.storage.records import Evaluation, Judgment
+from selfimprove.tasks.common import log
+from selfimprove.tasks.generate import generate_samples
+from selfimprove.tasks.judge import auc, judge_batch, judge_chunks, judge_scorer
+from selfimprove.tasks.results import JudgeProbeResult
+
+PROBE = "probe_sample"
+
+
+class JudgeQualityError(RuntimeError):
+    """The judge is too close to chance to train on (judge.min_probe_auc with on_low_auc: stop)."""
+
+
+def probe_answers(store: Store, cfg, run_id: str) -> None:
+    """The seed model's fixed answers to the probe prompts (generated once, resumable)."""
+    seed_dir = store.iteration(run_id, 0).model_path
+    g = cfg.generate
+    spec = SamplingSpec(g.n, g.temperature, g.top_p, g.max_tokens, cfg.seed)
+    generate_samples(store, cfg, run_id, 0, seed_dir, store.prompts(run_id, "probe"), spec, PROBE)
+
+
+def judge_probe(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path,
+                guard: bool = True) -> JudgeProbeResult:
+    """Score the probe answers with the judge in model_dir (once per model: judgments are kept by the
+    judge's hash), store the AUC for `iteration`, and apply the guard when `guard`."""
+    probe_answers(store, cfg, run_id)
+    digest = model_hash(model_dir)
+    done = {r.generation_id for r in store.probe_judgments(run_id, digest)}
+    todo = [c for c in store.candidates(run_id, 0, [PROBE]) if c.generation_id not in done]
+    if cfg.judge.mode == "pairwise":  # a tournament needs its whole group
+        unfinished = {c.prompt_id for c in todo}
+        todo = [c for c in store.candidates(run_id, 0, [PROBE]) if c.prompt_id in unfinished]
+    if todo:
+        tokenizer = load_tokenizer(model_dir)
+        scorer = judge_scorer(cfg, model_dir) if cfg.judge.mode != "text" else None
+        for batch in judge_chunks(todo, cfg):
+            scored = judge_batch(cfg, model_dir, tokenizer, scorer, batch, iteration)
+            store.add([Judgment(f"{c.generation_id}:probe-{digest[:16]}:j{j}", run_id, iteration, c.generation_id, j,
+                                cfg.judge.mode, digest, raw, score, score is not None)
+                       for c, per_candidate in zip(batch, scored) for j, (raw, score) in enumerate(per_candidate)])
+    rows = store.probe_judgments(run_id, digest)
+    value = auc([(r.score, r.correct) for r in rows if r.score is not None and r.correct is not None])
+    if value is not None:
+        store.add([Evaluation(run_id, iteration, "probe", "judge_auc", value, digest)])
+    result = JudgeProbeResult(auc=value, candidates=len(rows), right=sum(bool(r.correct) for r in rows),
+                              judge_model_hash=digest)
+    if guard:
+        result.below_floor = check_judge_quality(cfg, iteration, value)
+    return result
+
+
+def check_judge_quality(cfg, iteration: int, value: float | None) -> bool:
+    """True (and a warning) when the probe AUC is under the floor; JudgeQualityError when told to stop."""
+    floor = cfg.judge.min_probe_auc
+    if floor is None or (value is not None and value >= floor):
+        return False
+    shown = "undefined (the probe has only right or only wrong answers)" if value is None else f"{value:.3f}"
+    message = (f"iteration {iteration}: the judge's AUC on the probe is {shown}, under judge.min_probe_auc "
+               f"{floor}: its self-judgments are close to chance. Teach it first (bootstrap.enabled: true), "
+               "use a verifiable or majority-vote reward, or lower the floor.")
+    if cfg.judge.on_low_auc == "stop":
+        raise JudgeQualityError(message + " (judge.on_low_auc: stop)")
+    log.warning("%s Going on (judge.on_low_auc: warn).", message)
+    return True
