@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--stamp", default=time.strftime("%Y%m%d-%H%M%S"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
+    import logging
+
+    logging.getLogger("selfimprove").setLevel(logging.INFO)  # stage progress, as the CLI shows it
     rows = []
     for mode in args.formats.split(","):
         cfg = load_config(args.config, [*args.overrides, "bootstrap.enabled=true", f"judge.mode={mode}",

@@ -25,12 +25,12 @@ from selfimprove.config import load_config  # noqa: E402
 
 # Without the guards: the loop as in the papers (an answer-less candidate may be chosen, no NLL term).
 PLAIN = ["pairs.chosen_must_answer=false", "train.sft_weight=0.0"]
-# The judge bootstrap and the collapse and judge-quality guards (defaults chosen by measurement: README).
-GUARDS = ["bootstrap.enabled=true", "pairs.chosen_must_answer=true", "train.sft_weight=1.0",
-          "judge.min_probe_auc=0.7", "judge.on_low_auc=warn"]
+# The judge bootstrap and the guards as the demo runs them (chosen must answer, probe AUC floor: warn).
+GUARDS = ["bootstrap.enabled=true", "pairs.chosen_must_answer=true", "judge.min_probe_auc=0.6", "judge.on_low_auc=warn"]
 METHODS = {
     "self_rewarding": ["method=self_rewarding", "train.algorithm=dpo", *PLAIN],
     "self_rewarding+boot": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS],
+    "self_rewarding+boot+nll": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS, "train.sft_weight=1.0"],
     "temporal": ["method=temporal", "train.algorithm=dpo", *PLAIN],
     "temporal+boot": ["method=temporal", "train.algorithm=dpo", *GUARDS],
     "bstar": ["method=bstar", "train.algorithm=sft", "method.temperatures=[0.5, 0.8, 1.1]", "method.probe_prompts=16",
