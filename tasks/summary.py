@@ -63,5 +63,18 @@ def iteration_table(store: Store, run_id: str) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, (h, _) in enumerate(shown)]
     lines = ["  ".join(h.rjust(w) for (h, _), w in zip(shown, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
-    note = noise_line(store, run_id, rows)
-    return "\n".join(lines + ([f"\n{note}"] if note else []))
+    notes = [n for n in (bootstrap_line(store, run_id), noise_line(store, run_id, rows)) if n]
+    return "\n".join(lines + ([""] if notes else []) + notes)
+
+
+def bootstrap_line(store: Store, run_id: str) -> str | None:
+    """The judge bootstrap's before -> after (iteration 1 starts from the bootstrapped model)."""
+    b = {e.metric: e.value for e in store.evaluations(run_id) if e.split == "bootstrap"}
+    if not b:
+        return None
+    change = "-" if b.get("accuracy_diff") is None else (
+        f"{b['accuracy_diff']:+.3f} [{b['accuracy_diff_low']:+.3f}, {b['accuracy_diff_high']:+.3f}]")
+    return (f"judge bootstrap ({b.get('judge_examples', 0):.0f} judge + {b.get('generation_examples', 0):.0f} "
+            f"generation examples): probe AUC {_fmt(b.get('judge_auc_before'))} -> {_fmt(b.get('judge_auc_after'))}, "
+            f"held-out greedy accuracy {_fmt(b.get('accuracy_before'))} -> {_fmt(b.get('accuracy_after'))} "
+            f"({change}, paired 95% CI)")
