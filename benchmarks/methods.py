@@ -24,19 +24,21 @@ apply_defaults()
 from selfimprove.config import load_config  # noqa: E402
 
 # Without the guards: the loop as in the papers (an answer-less candidate may be chosen, no NLL term).
-PLAIN = ["pairs.chosen_must_answer=false", "train.sft_weight=0.0"]
+NO_BOOTSTRAP = ["bootstrap.enabled=false", "judge.min_probe_auc=null"]  # the other methods, as their papers run them
+PLAIN = [*NO_BOOTSTRAP, "pairs.chosen_must_answer=false", "train.sft_weight=0.0"]
 # The judge bootstrap and the guards as the demo runs them (chosen must answer, probe AUC floor: warn).
 GUARDS = ["bootstrap.enabled=true", "pairs.chosen_must_answer=true", "judge.min_probe_auc=0.6", "judge.on_low_auc=warn"]
 METHODS = {
     "self_rewarding": ["method=self_rewarding", "train.algorithm=dpo", *PLAIN],
     "self_rewarding+boot": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS],
     "self_rewarding+boot+nll": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS, "train.sft_weight=1.0"],
+    "self_rewarding+boot+replay": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS, "bootstrap.replay=32"],
     "temporal": ["method=temporal", "train.algorithm=dpo", *PLAIN],
     "temporal+boot": ["method=temporal", "train.algorithm=dpo", *GUARDS],
     "bstar": ["method=bstar", "train.algorithm=sft", "method.temperatures=[0.5, 0.8, 1.1]", "method.probe_prompts=16",
-              "method.probe_samples=4"],
+              "method.probe_samples=4", *NO_BOOTSTRAP],
     "grpo_majority": ["method=self_rewarding", "train.algorithm=grpo",
-                      "reward.signals=[{name: majority_vote, weight: 1.0}]"],
+                      "reward.signals=[{name: majority_vote, weight: 1.0}]", *NO_BOOTSTRAP],
 }
 
 

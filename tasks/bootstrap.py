@@ -23,7 +23,7 @@ from selfimprove.models.loading import model_hash
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import BootstrapExample, Candidate, Evaluation
 from selfimprove.tasks.common import log, run_dir
-from selfimprove.tasks.compare import SEED, greedy_difference
+from selfimprove.tasks.compare import BOOTSTRAPPED, SEED, greedy_difference
 from selfimprove.tasks.generate import generate_samples
 from selfimprove.tasks.judge_pairwise import PREFIX as PAIRWISE_PREFIX
 from selfimprove.tasks.judge_pairwise import compare_prompt
@@ -133,15 +133,15 @@ def run_bootstrap(store: Store, cfg, run_id: str) -> BootstrapResult:
     after = judge_probe(store, cfg, run_id, 0, out_dir, guard=False)
     heldout = store.prompts(run_id, "heldout")
     generate_samples(store, cfg, run_id, 0, out_dir, heldout,
-                     SamplingSpec(1, 0.0, 1.0, cfg.eval.max_tokens, cfg.seed), "bootstrap_eval_greedy")
-    diff = greedy_difference(store, run_id, SEED, (0, "bootstrap_eval_greedy"))
+                     SamplingSpec(1, 0.0, 1.0, cfg.eval.max_tokens, cfg.seed), BOOTSTRAPPED[1])
+    diff = greedy_difference(store, run_id, SEED, BOOTSTRAPPED)
     digest = model_hash(out_dir)
     result = BootstrapResult(
         model_dir=str(out_dir), model_hash=digest, judge_examples=len(judges),
         judge_examples_right=sum(bool(e.label) for e in judges), generation_examples=len(examples) - len(judges),
         train_loss=stats["loss"], train_seconds=stats["seconds"], judge_auc_before=before.auc,
         judge_auc_after=after.auc, accuracy_before=store.metric(run_id, 0, "heldout", "accuracy_greedy"),
-        accuracy_after=_rate(store.greedy_correctness(run_id, 0, "bootstrap_eval_greedy")),
+        accuracy_after=_rate(store.greedy_correctness(run_id, *BOOTSTRAPPED)),
         accuracy_diff=diff and diff.difference, accuracy_diff_low=diff and diff.low,
         accuracy_diff_high=diff and diff.high)
     store.add([Evaluation(run_id, 0, "bootstrap", name, value, digest)

@@ -117,3 +117,14 @@ def test_report_draws_greedy_accuracy_with_intervals(store, tmp_path):
     assert tmp_path / "report" / "accuracy_ci.png" in files and png[:8] == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / "report" / "summary.md").read_text()
     assert "vs_seed" in text and "+0.300 [-0.100,+0.700]" in text and "![accuracy_ci](accuracy_ci.png)" in text
+
+
+def test_iteration_one_after_a_bootstrap_is_compared_with_the_bootstrapped_model(store):
+    before = heldout_differences(store, "r", 1)
+    assert before["diff_vs_prev"] == before["diff_vs_seed"]  # no bootstrap: it started from the seed
+    # The bootstrapped model answered q0-q6 right: iteration 1 (q0-q2, q4-q6) lost q3 against it.
+    store.add([greedy(0, f"q{i}", None if i == 9 else i < 7, "bootstrap_eval_greedy") for i in range(10)])
+    after = heldout_differences(store, "r", 1)
+    assert after["diff_vs_seed"] == before["diff_vs_seed"]
+    assert after["diff_vs_prev"] == pytest.approx(-1 / 9)
+    assert heldout_differences(store, "r", 2)["diff_vs_prev"] == pytest.approx(1 / 9)  # later: the previous iteration
