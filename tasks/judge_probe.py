@@ -25,6 +25,7 @@ from selfimprove.tasks.judge import auc, judge_batch, judge_chunks, judge_scorer
 from selfimprove.tasks.results import JudgeProbeResult
 
 PROBE = "probe_sample"
+MIN_PER_CLASS = 10  # right and wrong probe answers needed for an AUC
 
 
 class JudgeQualityError(RuntimeError):
@@ -59,7 +60,10 @@ def judge_probe(store: Store, cfg, run_id: str, iteration: int, model_dir: str |
                                 cfg.judge.mode, digest, raw, score, score is not None)
                        for c, per_candidate in zip(batch, scored) for j, (raw, score) in enumerate(per_candidate)])
     rows = store.probe_judgments(run_id, digest)
-    value = auc([(r.score, r.correct) for r in rows if r.score is not None and r.correct is not None])
+    labelled = [(r.score, r.correct) for r in rows if r.score is not None and r.correct is not None]
+    right = sum(ok for _, ok in labelled)
+    # An AUC over one or two right answers is noise (a random judge can score 1.0): none is reported.
+    value = auc(labelled) if min(right, len(labelled) - right) >= MIN_PER_CLASS else None
     if value is not None:
         store.add([Evaluation(run_id, iteration, "probe", "judge_auc", value, digest)])
     result = JudgeProbeResult(auc=value, candidates=len(rows), right=sum(bool(r.correct) for r in rows),
@@ -74,7 +78,8 @@ def check_judge_quality(cfg, iteration: int, value: float | None) -> bool:
     floor = cfg.judge.min_probe_auc
     if floor is None or (value is not None and value >= floor):
         return False
-    shown = "undefined (the probe has only right or only wrong answers)" if value is None else f"{value:.3f}"
+    shown = (f"undefined (fewer than {MIN_PER_CLASS} right or wrong probe answers; raise judge.probe_size)"
+             if value is None else f"{value:.3f}")
     message = (f"iteration {iteration}: the judge's AUC on the probe is {shown}, under judge.min_probe_auc "
                f"{floor}: its self-judgments are close to chance. Teach it first (bootstrap.enabled: true), "
                "use a verifiable or majority-vote reward, or lower the floor.")

@@ -50,13 +50,15 @@ def judge_prompt(question: str, response: str, mode: str = "logprob") -> str:
 def verdict_token_ids(tokenizer) -> dict[int, list[int]]:
     """{5: ids of "yes"/"Yes"/" yes"/" Yes", 0: the same for no}: a verify judgment is the expected
     score over these two, i.e. 5 x P(yes) / (P(yes) + P(no)) (expected_score reads it)."""
-    ids: dict[int, list[int]] = {}
+    options: dict[int, set[int]] = {}
     for score, words in VERDICTS.items():
-        options = {enc[0] for w in words for enc in (tokenizer.encode(s, add_special_tokens=False)
-                                                     for s in (w, f" {w}")) if len(enc) == 1}
-        if not options:
-            raise ValueError(f"tokenizer has no single token for '{words[0]}'")
-        ids[score] = sorted(options)
+        encoded = [tokenizer.encode(s, add_special_tokens=False) for w in words for s in (w, f" {w}")]
+        # Single-token spellings; a tokenizer that splits the word is read at its first token.
+        options[score] = {e[0] for e in encoded if len(e) == 1} or {e[0] for e in encoded if e}
+    shared = options[5] & options[0]  # e.g. a leading space token: it says neither yes nor no
+    ids = {score: sorted(found - shared) for score, found in options.items()}
+    if not ids[5] or not ids[0]:
+        raise ValueError("judge.mode verify: this tokenizer cannot tell 'yes' from 'no' by their first token")
     return ids
 
 

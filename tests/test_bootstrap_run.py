@@ -13,8 +13,9 @@ pytestmark = pytest.mark.skipif(not vllm_available(), reason="these runs use vLL
 
 
 def test_the_guard_stops_a_run_whose_judge_is_at_chance(tmp_path, tiny_model_dir, prefect_harness):
-    """A random tiny model judges at chance by construction (or cannot be scored at all): the run stops
-    at iteration 1's probe, before anything trains on its self-judgments."""
+    """A random tiny model judges at chance by construction, and almost never answers right, so its AUC
+    cannot even be measured (an AUC over one right answer is noise): the run stops at iteration 1's
+    probe, before anything trains on its self-judgments."""
     from selfimprove.flows.pipeline import selfimprove_run
 
     tree = tiny_config_tree(tmp_path / "data", tiny_model_dir, iterations=1)
