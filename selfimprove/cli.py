@@ -14,6 +14,7 @@ apply_defaults()
 
 from selfimprove.config import ConfigError, load_config  # noqa: E402
 from selfimprove.models.loading import ModelPathError  # noqa: E402
+from selfimprove.storage.schema import TABLES, VIEWS  # noqa: E402
 from selfimprove.tasks.answers import UnscorableTaskError  # noqa: E402
 from selfimprove.tasks.data import DataError  # noqa: E402
 from selfimprove.tasks.judge_probe import JudgeQualityError  # noqa: E402
@@ -63,9 +64,7 @@ def _print_report(store, cfg, run_id: str, seconds: float) -> None:
     remote = parts.scheme in ("http", "https")
     print(f"\nrun {run_id} finished in {seconds / 60:.1f} min\n")
     print(iteration_table(store, run_id))
-    print(f"\nDuckDB:  {store.path.resolve()}  (tables: runs, iterations, prompts, generations, judgments, rewards, "
-          "pairs, sft_examples, bstar_grid, train_runs, evaluations, stage_ledger; "
-          "views: iteration_summary, pair_lineage)")
+    print(f"\nDuckDB:  {store.path.resolve()}  (tables: {', '.join(TABLES)}; views: {', '.join(VIEWS)})")
     print(f"MLflow:  {shown}  experiment '{experiment_name(cfg)}', parent run {row.mlflow_run_id}, "
           f"registered model '{registered_model_name(cfg, run_id)}'")
     print(f"Prefect: flow run {row.prefect_flow_run_id} ('selfimprove-run' / {run_id})")
