@@ -29,7 +29,7 @@ from selfimprove.tasks.judge_pairwise import PREFIX as PAIRWISE_PREFIX
 from selfimprove.tasks.judge_pairwise import compare_prompt
 from selfimprove.tasks.judge_probe import judge_probe
 from selfimprove.tasks.judge_prompt import SCORE_PREFIX, judge_prompt
-from selfimprove.tasks.results import BootstrapResult
+from selfimprove.tasks.results import BootstrapResult, from_json
 from selfimprove.tasks.train import run_sft
 
 # The verdict a judge example teaches, per judge.mode: (for a right answer, for a wrong one).
@@ -159,7 +159,5 @@ def start_model_dir(store: Store, run_id: str) -> str:
     """The model iteration 1 starts from (and Temporal anchors to): the bootstrapped one when there is one."""
     done = store.ledger_entry(run_id, 0, "bootstrap")
     if done is not None:
-        from selfimprove.tasks.results import from_json
-
         return from_json(done.summary_json).model_dir
     return store.iteration(run_id, 0).model_path
