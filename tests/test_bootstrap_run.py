@@ -39,9 +39,9 @@ def test_bootstrap_teaches_the_seed_model_then_the_loop_starts_from_it(tmp_path,
     tree = tiny_config_tree(tmp_path / "data", "embedded:smollm2-135m-instruct", iterations=1)
     tree["data"] = {**tree["data"], "train_size": 4, "eval_size": 12,
                     "task_args": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}}
-    tree["generate"] = {"n": 4, "temperature": 0.8, "max_tokens": 16}
-    tree["eval"] = {"k": 2, "max_tokens": 16}
-    tree["judge"] = {"mode": "verify", "probe_size": 6}
+    tree["generate"] = {"n": 4, "temperature": 0.8, "max_tokens": 48}
+    tree["eval"] = {"k": 2, "max_tokens": 48}
+    tree["judge"] = {"mode": "verify", "probe_size": 30}  # ~12% of sampled answers are right: enough for an AUC
     tree["bootstrap"] = {"enabled": True, "judge_prompts": 10, "samples": 4, "judge_examples": 12,
                          "generation_prompts": 6, "epochs": 1, "batch_size": 4}
     tree["train"] = {"batch_size": 4, "learning_rate": 1.0e-6, "epochs": 1}
