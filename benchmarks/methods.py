@@ -7,7 +7,8 @@
 Each method is a real run of the pipeline (one Prefect flow per method, records in
 <data_dir>/methods-bench.duckdb, MLflow experiment per method) from `--config`, on the same
 --eval-size held-out items and the same --probe labelled probe prompts. "+boot" variants teach the
-judge first (bootstrap) and train with the guards (GUARDS); the plain variants run without them.
+judge first (bootstrap) and train with the guards and replay (GUARDS, as the demo); the plain variants
+run without them. A method that fails is reported and the others still run.
 Prints per method and iteration: held-out greedy accuracy with the paired 95% interval of its
 difference to the seed, maj@k, the judge's AUC on the fixed probe, no-answer rate, mean length,
 examples kept and seconds per stage. Runs resume from their stage ledgers: rerun with --stamp.
@@ -26,13 +27,15 @@ from selfimprove.config import load_config  # noqa: E402
 # Without the guards: the loop as in the papers (an answer-less candidate may be chosen, no NLL term).
 NO_BOOTSTRAP = ["bootstrap.enabled=false", "judge.min_probe_auc=null"]  # the other methods, as their papers run them
 PLAIN = [*NO_BOOTSTRAP, "pairs.chosen_must_answer=false", "train.sft_weight=0.0"]
-# The judge bootstrap and the guards as the demo runs them (chosen must answer, probe AUC floor: warn).
-GUARDS = ["bootstrap.enabled=true", "pairs.chosen_must_answer=true", "judge.min_probe_auc=0.6", "judge.on_low_auc=warn"]
+# The judge bootstrap and the guards as the demo runs them (chosen must answer, probe AUC floor: warn,
+# 32 bootstrap judge examples replayed per iteration).
+GUARDS = ["bootstrap.enabled=true", "pairs.chosen_must_answer=true", "judge.min_probe_auc=0.6", "judge.on_low_auc=warn",
+          "bootstrap.replay=32"]
 METHODS = {
     "self_rewarding": ["method=self_rewarding", "train.algorithm=dpo", *PLAIN],
     "self_rewarding+boot": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS],
     "self_rewarding+boot+nll": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS, "train.sft_weight=1.0"],
-    "self_rewarding+boot+replay": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS, "bootstrap.replay=32"],
+    "self_rewarding+boot-replay": ["method=self_rewarding", "train.algorithm=dpo", *GUARDS, "bootstrap.replay=0"],
     "temporal": ["method=temporal", "train.algorithm=dpo", *PLAIN],
     "temporal+boot": ["method=temporal", "train.algorithm=dpo", *GUARDS],
     "bstar": ["method=bstar", "train.algorithm=sft", "method.temperatures=[0.5, 0.8, 1.1]", "method.probe_prompts=16",
@@ -99,7 +102,10 @@ def main() -> None:
                                         *METHODS[method], *args.overrides])
         run_ids[method] = f"{method.replace('+', '-')}-{stamp}"
         started = time.perf_counter()
-        selfimprove_run(config=cfg.to_dict(), run_id=run_ids[method])
+        try:
+            selfimprove_run(config=cfg.to_dict(), run_id=run_ids[method])
+        except Exception as exc:  # one broken method must not cost the hours the others took
+            print(f"{method}: FAILED: {type(exc).__name__}: {exc}", flush=True)
         walls[method] = time.perf_counter() - started
         store = store_for(cfg)
         print(f"{method}: {walls[method] / 60:.1f} min", flush=True)
