@@ -19,24 +19,18 @@ class DataError(ValueError):
     """A data source problem, naming the file and record."""
 
 
-# train and held-out keep their seeds (cfg.seed, cfg.seed + 1_000_003); seed and probe keep the ones
-# they had when drawn after them in that order, so earlier runs' splits are unchanged.
-SPLIT_SEEDS = {"train": 0, "heldout": 1, "seed": 2, "probe": 3}
-
-
 def build_splits(cfg: DataConfig, extra: dict[str, int] | None = None) -> dict[str, list[dict]]:
     """{"train": [...], "heldout": [...], **extra} for the configured source, pairwise disjoint by question.
 
-    `extra` asks for labelled splits beside them ({"probe": 100, "seed": 400}: the judge probe and the
-    judge bootstrap's data); they are drawn after train and held-out, in the order given, so adding them
-    never changes which questions those two hold. A generated split's seed is fixed by its name
-    (SPLIT_SEEDS), so the probe is the same whether or not a bootstrap split is asked for after it.
+    `extra` asks for labelled splits beside them ({"seed": 400, "probe": 100}: the judge bootstrap's
+    data and the judge probe); they are drawn after train and held-out, so adding them never changes
+    which questions those two hold.
     """
     sizes = {"train": cfg.train_size, "heldout": cfg.eval_size, **{k: v for k, v in (extra or {}).items() if v}}
     if cfg.source == "reasoning_gym":
         splits, seen = {}, set()
-        for position, (name, size) in enumerate(sizes.items()):
-            n = SPLIT_SEEDS.get(name, len(SPLIT_SEEDS) + position)
+        for n, (name, size) in enumerate(sizes.items()):
+            # Split seeds as before for train (seed) and held-out (seed + 1_000_003); later splits after them.
             splits[name] = _reasoning_gym(cfg, size, cfg.seed + n * 1_000_003, exclude=seen)
             seen |= {r["question"] for r in splits[name]}
         source = f"reasoning_gym:{cfg.task}"

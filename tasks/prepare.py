@@ -39,10 +39,9 @@ def prepare_run(store: Store, cfg: Config, run_id: str) -> PrepareResult:
         store.add([Run(run_id, cfg.project, cfg.method.name, now(), json.dumps(cfg.to_dict()), cfg.fingerprint(),
                        str(seed_dir))])
     if not store.prompts(run_id, "train"):
-        # Labelled splits beside train and held-out: the judge probe, then the judge bootstrap's data (the
-        # probe first, so runs with and without a bootstrap are probed on the same items).
+        # Labelled splits beside train and held-out: the judge bootstrap's data and the judge probe.
         seed_size = cfg.bootstrap.judge_prompts + cfg.bootstrap.generation_prompts if cfg.bootstrap.enabled else 0
-        splits = build_splits(cfg.data, {"probe": cfg.judge.probe_size, "seed": seed_size})
+        splits = build_splits(cfg.data, {"seed": seed_size, "probe": cfg.judge.probe_size})
         if cfg.eval_data is not None:
             name = cfg.eval_data.source if cfg.eval_data.source != "reasoning_gym" else cfg.eval_data.task
             splits[name] = build_eval_only(cfg.eval_data, name)

@@ -29,15 +29,6 @@ def test_seed_and_probe_splits_never_overlap_train_or_heldout_and_leave_them_unc
     assert all(r["answer"] is not None for r in splits["seed"] + splits["probe"])
 
 
-def test_the_probe_is_the_same_items_with_or_without_a_bootstrap_split(tmp_path):
-    cfg = DataConfig(train_size=30, eval_size=40, task_args=ARITHMETIC)
-    assert build_splits(cfg, {"probe": 20})["probe"] == build_splits(cfg, {"probe": 20, "seed": 50})["probe"]
-    path = tmp_path / "d.jsonl"
-    path.write_text("\n".join(json.dumps({"question": f"What is {i} + 2?", "answer": str(i + 2)}) for i in range(40)))
-    files = DataConfig(source="jsonl", path=str(path), train_size=10, eval_size=10)
-    assert build_splits(files, {"probe": 5})["probe"] == build_splits(files, {"probe": 5, "seed": 8})["probe"]
-
-
 def test_file_source_splits_are_disjoint_and_unlabelled_seed_items_are_refused(tmp_path):
     path = tmp_path / "d.jsonl"
     rows = [{"question": f"What is {i} + 2?", "answer": str(i + 2)} for i in range(30)]
