@@ -304,7 +304,9 @@ class IterationSummary:
     sft_examples: int | None
     train_loss: float | None
     accepted: bool | None
-    t_probe: float | None
+    t_bootstrap: float | None  # t_*: seconds per stage (stage_ledger); bootstrap is iteration 0's
+    t_judge_probe: float | None
+    t_probe: float | None  # B-STaR's temperature/threshold probe
     t_generate: float | None
     t_judge: float | None
     t_score: float | None
