@@ -113,8 +113,8 @@ VIEWS = {
           e.diff_vs_prev, e.diff_vs_prev_low, e.diff_vs_prev_high, e.maj_at_k, e.pass_at_k, e.mean_response_tokens,
           e.length_ratio, e.no_answer_rate, e.judge_score_mean, e.judge_auc, e.probe_auc, e.judge_parse_failure_rate,
           p.pairs, e.chosen_tokens, e.rejected_tokens, e.chosen_answer_rate, e.rejected_answer_rate, s.sft_examples,
-          t.train_loss, i.accepted, l.t_bootstrap, l.t_judge_probe, l.t_probe, l.t_generate, l.t_judge, l.t_score, l.t_build, l.t_train,
-          l.t_evaluate, l.t_track
+          t.train_loss, i.accepted, l.t_bootstrap, l.t_judge_probe, l.t_probe, l.t_generate, l.t_judge, l.t_score,
+          l.t_build, l.t_train, l.t_evaluate, l.t_track
         FROM iterations i
         LEFT JOIN e USING (run_id, iteration) LEFT JOIN l USING (run_id, iteration)
         LEFT JOIN p USING (run_id, iteration) LEFT JOIN s USING (run_id, iteration)
