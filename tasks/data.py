@@ -97,7 +97,11 @@ def _reasoning_gym(cfg: DataConfig, size: int, seed: int, exclude: set[str]) -> 
             raise DataError(f"data.task {cfg.task}: only {len(out)} distinct new questions after 20 draws; "
                             "widen data.task_args or lower the sizes")
         try:
-            dataset = reasoning_gym.create_dataset(cfg.task, size=size * 2, seed=seed + attempt, **cfg.task_args)
+            # reasoning-gym seeds item i with seed + i, so a draw at seed + 1 repeats all but one item of
+            # the draw at seed: step past the previous draws' items instead. A longer draw keeps the same
+            # first items (and so the same split), it only reaches further when earlier splits took many.
+            draw = size * 2 + len(exclude)
+            dataset = reasoning_gym.create_dataset(cfg.task, size=draw, seed=seed + attempt * draw, **cfg.task_args)
         except Exception as exc:  # reasoning-gym raises many types for bad names/arguments
             raise DataError(f"data.task / data.task_args: reasoning_gym.create_dataset({cfg.task!r}) failed: "
                             f"{exc}") from exc

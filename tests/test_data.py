@@ -18,6 +18,16 @@ def test_reasoning_gym_splits_are_disjoint_and_verifiable():
     assert build_splits(cfg) == splits  # seeded: the same config gives the same prompts
 
 
+def test_reasoning_gym_redraws_reach_new_questions():
+    # 1-digit +/- has 242 distinct questions; one draw of 2 x 236 finds ~214 of them, so the split fills
+    # only if each redraw brings new items (reasoning-gym seeds item i with seed + i).
+    one_digit = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+", "-"],
+                 "allow_parentheses": False, "allow_negation": False}
+    cfg = DataConfig(train_size=236, eval_size=2, task_args=one_digit)
+    splits = build_splits(cfg)
+    assert len({r["question"] for r in splits["train"]}) == 236 and len(splits["heldout"]) == 2
+
+
 def test_jsonl_source_with_duplicates_and_custom_fields(tmp_path):
     path = tmp_path / "d.jsonl"
     rows = [{"q": f"What is {i} + 1?", "a": i + 1} for i in range(10)] + [{"q": "What is 0 + 1?", "a": 1}]
