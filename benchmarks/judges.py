@@ -24,7 +24,7 @@ from selfimprove.storage.db import Store  # noqa: E402
 from selfimprove.tasks.bootstrap import run_bootstrap  # noqa: E402
 from selfimprove.tasks.common import run_stage  # noqa: E402
 from selfimprove.tasks.evaluate import evaluate_model  # noqa: E402
-from selfimprove.tasks.judge_probe import judge_probe  # noqa: E402
+from selfimprove.tasks.judge_probe import judge_probe, probe_auc_interval  # noqa: E402
 from selfimprove.tasks.prepare import prepare_run  # noqa: E402
 
 
@@ -56,21 +56,24 @@ def main() -> None:
         store = Store(f"{cfg.data_dir}/judges-bench.duckdb")
         run_id = f"judges-{args.stamp}-{mode}"
         print(f"== {mode}: run {run_id}", flush=True)
-        rows.append((mode, bootstrap_one(store, cfg, run_id)))
+        rows.append((mode, bootstrap_one(store, cfg, run_id), run_id))
 
     def fmt(v, spec="+.3f"):
         return "-" if v is None else format(v, spec)
 
     print(f"\njudge bootstrap per judge format (stamp {args.stamp}; probe {args.probe} prompts, "
           f"held-out {args.eval_size} items)")
-    print(f"{'format':<10}{'examples':>9}{'auc_before':>11}{'auc_after':>10}{'acc_before':>11}{'acc_after':>10}"
-          f"{'acc_change [95% CI]':>30}{'train_s':>9}")
-    for mode, r in rows:
+    print(f"{'format':<10}{'examples':>9}{'auc_before':>11}{'auc_after [95% CI]':>24}{'acc_before':>11}"
+          f"{'acc_after':>10}{'acc_change [95% CI]':>30}{'train_s':>9}")
+    for mode, r, run_id in rows:
         change = f"{fmt(r.accuracy_diff)} [{fmt(r.accuracy_diff_low)}, {fmt(r.accuracy_diff_high)}]"
-        aucs = f"{fmt(r.judge_auc_before, '.3f'):>11}{fmt(r.judge_auc_after, '.3f'):>10}"
+        low, high = probe_auc_interval(store, run_id, r.judge_auc_after)
+        after = f"{fmt(r.judge_auc_after, '.3f')} [{fmt(low, '.3f')}, {fmt(high, '.3f')}]"
+        aucs = f"{fmt(r.judge_auc_before, '.3f'):>11}{after:>24}"
         accs = f"{fmt(r.accuracy_before, '.3f'):>11}{fmt(r.accuracy_after, '.3f'):>10}"
         print(f"{mode:<10}{r.judge_examples:>5}+{r.generation_examples:<3}{aucs}{accs}{change:>30}{r.train_seconds:>9.0f}")
-    print("(examples: judge examples, half right and half wrong + the seed model's own greedy answers)")
+    print("(examples: judge examples, half right and half wrong + the seed model's own greedy answers; "
+          "AUC interval: Hanley-McNeil over the probe's right and wrong answers)")
 
 
 if __name__ == "__main__":

@@ -140,7 +140,8 @@ def run_bootstrap(store: Store, cfg, run_id: str) -> BootstrapResult:
         model_dir=str(out_dir), model_hash=digest, judge_examples=len(judges),
         judge_examples_right=sum(bool(e.label) for e in judges), generation_examples=len(examples) - len(judges),
         train_loss=stats["loss"], train_seconds=stats["seconds"], judge_auc_before=before.auc,
-        judge_auc_after=after.auc, accuracy_before=store.metric(run_id, 0, "heldout", "accuracy_greedy"),
+        judge_auc_after=after.auc, judge_auc_after_low=after.auc_low, judge_auc_after_high=after.auc_high,
+        accuracy_before=store.metric(run_id, 0, "heldout", "accuracy_greedy"),
         accuracy_after=_rate(store.greedy_correctness(run_id, *BOOTSTRAPPED)),
         accuracy_diff=diff and diff.difference, accuracy_diff_low=diff and diff.low,
         accuracy_diff_high=diff and diff.high)

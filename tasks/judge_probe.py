@@ -23,6 +23,7 @@ from selfimprove.tasks.common import log
 from selfimprove.tasks.generate import generate_samples
 from selfimprove.tasks.judge import auc, judge_batch, judge_chunks, judge_scorer
 from selfimprove.tasks.results import JudgeProbeResult
+from selfimprove.tasks.stats import auc_interval
 
 PROBE = "probe_sample"
 MIN_PER_CLASS = 10  # right and wrong probe answers needed for an AUC
@@ -64,13 +65,24 @@ def judge_probe(store: Store, cfg, run_id: str, iteration: int, model_dir: str |
     right = sum(ok for _, ok in labelled)
     # An AUC over one or two right answers is noise (a random judge can score 1.0): none is reported.
     value = auc(labelled) if min(right, len(labelled) - right) >= MIN_PER_CLASS else None
+    low, high = auc_interval(value, right, len(labelled) - right) if value is not None else (None, None)
     if value is not None:
-        store.add([Evaluation(run_id, iteration, "probe", "judge_auc", value, digest)])
-    result = JudgeProbeResult(auc=value, candidates=len(rows), right=sum(bool(r.correct) for r in rows),
-                              judge_model_hash=digest)
+        store.add([Evaluation(run_id, iteration, "probe", metric, v, digest)
+                   for metric, v in (("judge_auc", value), ("judge_auc_low", low), ("judge_auc_high", high))])
+    result = JudgeProbeResult(auc=value, auc_low=low, auc_high=high, candidates=len(rows),
+                              right=sum(bool(r.correct) for r in rows), judge_model_hash=digest)
     if guard:
         result.below_floor = check_judge_quality(cfg, iteration, value)
     return result
+
+
+def probe_auc_interval(store: Store, run_id: str, value: float | None) -> tuple[float | None, float | None]:
+    """The 95% interval of a probe AUC of this run (for tables over runs stored before judge_probe kept it)."""
+    labels = [c.correct for c in store.candidates(run_id, 0, [PROBE]) if c.correct is not None]
+    right = sum(labels)
+    if value is None or right in (0, len(labels)):  # an AUC needs both kinds of answer
+        return None, None
+    return auc_interval(value, right, len(labels) - right)
 
 
 def check_judge_quality(cfg, iteration: int, value: float | None) -> bool:

@@ -178,6 +178,8 @@ class GateResult(StageResult):
 class JudgeProbeResult(StageResult):
     """The judge's agreement with the verifier on the fixed probe answers (tasks/judge_probe.py)."""
     auc: float | None = None
+    auc_low: float | None = None  # its 95% interval (tasks/stats.py: auc_interval)
+    auc_high: float | None = None
     candidates: int = 0
     right: int = 0  # probe answers the verifier marks right
     judge_model_hash: str = ""
@@ -196,6 +198,8 @@ class BootstrapResult(StageResult):
     train_seconds: float = 0.0
     judge_auc_before: float | None = None  # on the probe
     judge_auc_after: float | None = None
+    judge_auc_after_low: float | None = None  # its 95% interval
+    judge_auc_after_high: float | None = None
     accuracy_before: float | None = None  # held-out greedy accuracy
     accuracy_after: float | None = None
     accuracy_diff: float | None = None  # after - before, same items, with its 95% interval

@@ -53,3 +53,20 @@ def paired_difference(old: dict[str, bool], new: dict[str, bool]) -> PairedDiffe
     difference = (new_only - old_only) / n
     se = math.sqrt(max(new_only + old_only - (new_only - old_only) ** 2 / n, 0.0)) / n
     return PairedDifference(difference, difference - Z95 * se, difference + Z95 * se, n, new_only, old_only)
+
+
+def auc_interval(value: float, right: int, wrong: int) -> tuple[float, float]:
+    """95% interval of an AUC over `right` positive and `wrong` negative items (Hanley & McNeil 1982).
+
+    With A the AUC, Q1 = A / (2 - A) and Q2 = 2 A^2 / (1 + A),
+        se^2 = (A (1 - A) + (right - 1)(Q1 - A^2) + (wrong - 1)(Q2 - A^2)) / (right * wrong),
+    clipped to [0, 1]. A probe of 100 answers with 26 right reads an AUC of 0.70 as 0.70 +/- 0.12.
+
+    >>> [round(x, 4) for x in auc_interval(0.7, 26, 74)]
+    [0.5757, 0.8243]
+    """
+    q1, q2 = value / (2 - value), 2 * value ** 2 / (1 + value)
+    variance = (value * (1 - value) + (right - 1) * (q1 - value ** 2)
+                + (wrong - 1) * (q2 - value ** 2)) / (right * wrong)
+    se = math.sqrt(max(variance, 0.0))
+    return max(0.0, value - Z95 * se), min(1.0, value + Z95 * se)

@@ -64,6 +64,8 @@ def test_bootstrap_teaches_the_seed_model_then_the_loop_starts_from_it(tmp_path,
     assert {g.model_hash for g in store.generations("boot", 1, "train")} == {model_hash(boot.model_dir)}
     probe = {e.iteration for e in store.evaluations("boot") if e.split == "probe" and e.metric == "judge_auc"}
     assert probe == {0, 1}
+    by_metric = {e.metric: e.value for e in store.evaluations("boot") if e.split == "probe" and e.iteration == 1}
+    assert by_metric["judge_auc_low"] <= by_metric["judge_auc"] <= by_metric["judge_auc_high"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
     name = client.search_registered_models()[0].name
     assert client.get_model_version_by_alias(name, "bootstrap").version != client.get_model_version_by_alias(

@@ -6,10 +6,11 @@ from types import SimpleNamespace
 import pytest
 
 from selfimprove.storage.db import Store
-from selfimprove.storage.records import Evaluation, Generation, Iteration, Run, now
+from selfimprove.storage.records import Evaluation, Generation, Iteration, Prompt, Run, now
 from selfimprove.tasks import evaluate
 from selfimprove.tasks.compare import greedy_difference, heldout_differences
-from selfimprove.tasks.stats import Z95, paired_difference
+from selfimprove.tasks.judge_probe import PROBE, probe_auc_interval
+from selfimprove.tasks.stats import Z95, auc_interval, paired_difference
 
 
 def test_interval_matches_hand_worked_case():
@@ -40,6 +41,24 @@ def test_identical_models_differ_by_exactly_zero():
     assert (d.difference, d.low, d.high, d.new_only, d.old_only) == (0.0, 0.0, 0.0, 0, 0)
     assert not d.significant and "within noise of zero" in d.describe()
     assert paired_difference({"a": True}, {"b": True}) is None  # no common item
+
+
+def test_auc_interval_matches_hand_worked_case():
+    # AUC A = 0.7 over 26 right and 74 wrong answers (Hanley & McNeil 1982):
+    #   Q1 = A / (2 - A) = 0.538462, Q2 = 2 A^2 / (1 + A) = 0.576471
+    #   se^2 = (0.21 + 25 (Q1 - 0.49) + 73 (Q2 - 0.49)) / (26 * 74) = 7.733891 / 1924 = 0.0040197
+    #   95% CI = 0.7 -/+ 1.959964 * 0.063401 = [0.575736, 0.824264]
+    low, high = auc_interval(0.7, 26, 74)
+    assert (low, high) == (pytest.approx(0.575736, abs=2e-6), pytest.approx(0.824264, abs=2e-6))
+    assert auc_interval(0.7, 104, 296)[1] - 0.7 < (high - 0.7) / 1.9  # 4x the answers: about half as wide
+    assert auc_interval(1.0, 5, 5) == (1.0, 1.0) and auc_interval(0.99, 10, 10)[1] == 1.0  # kept inside [0, 1]
+
+
+def test_probe_auc_interval_counts_the_runs_labelled_probe_answers(store):
+    store.add([Prompt("r", f"p{i}", "probe", "t", f"{i} + 1?", str(i + 1), f"{i} + 1?", "{}") for i in range(103)])
+    store.add([greedy(0, f"p{i}", i < 26 if i < 100 else None, PROBE) for i in range(103)])  # 3 unlabelled
+    assert probe_auc_interval(store, "r", 0.7) == pytest.approx(auc_interval(0.7, 26, 74))
+    assert probe_auc_interval(store, "r", None) == (None, None)
 
 
 def greedy(iteration: int, prompt_id: str, correct: bool | None, purpose: str = "eval_greedy", index: int = 0):
