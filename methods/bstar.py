@@ -20,9 +20,11 @@ from selfimprove.tasks.bstar import (
     default_thresholds,
     exploration_exploitation,
     grid_search,
+    kept_share,
     select_samples,
 )
 from selfimprove.tasks.build import Ranked, pair_row, save_pairs
+from selfimprove.tasks.common import log
 from selfimprove.tasks.results import BStarBuildResult, ExplorationFigures, GenerateResult, ProbeResult
 
 UNSCORED = float("-inf")  # a sample without a combined reward: never selected, never paired
@@ -89,8 +91,14 @@ class BStar(Method):
                        for row in table])
         best = next(r for r in table if (r["temperature"], r["threshold"]) == (temperature, threshold))
         figures = exploration_exploitation(probes[temperature], threshold)
+        share = kept_share(probes[temperature], threshold)
+        if share == 1.0 and len(set(observed)) > 1:
+            # The balance score preferred no filter at all: with a reward that does not separate right from
+            # wrong (a judge at chance), B-STaR is then plain self-distillation at the chosen temperature.
+            log.warning("iteration %d: B-STaR's best threshold %.3f keeps every probe sample: the reward filters "
+                        "nothing (check the judge's probe AUC, or use a verifiable reward)", ctx.iteration, threshold)
         return ProbeResult(temperature=temperature, threshold=threshold, balance=best["balance"],
-                           grid_size=len(table), **figures)
+                           grid_size=len(table), kept_share=share, **figures)
 
     def _choice(self, ctx: StageContext) -> BstarGridRow:
         choice = ctx.store.bstar_choice(ctx.run_id, ctx.iteration)

@@ -77,6 +77,20 @@ def balance_score(queries: list[list[ProbeSample]], threshold: float, n_star: in
     return total / len(queries)
 
 
+def kept_share(queries: list[list[ProbeSample]], threshold: float) -> float | None:
+    """Share of the scored samples whose reward clears the threshold; 1.0 means the reward filtered
+    nothing (B-STaR then reduces to training on every sample). None when nothing was scored.
+
+    >>> s = lambda r: ProbeSample("t", None, r, None)
+    >>> kept_share([[s(0.2), s(0.9)], [s(0.5), s(float("-inf"))]], 0.5)
+    0.6666666666666666
+    >>> kept_share([[s(0.2), s(0.9)]], 0.2)
+    1.0
+    """
+    scored = [s.reward for q in queries for s in q if s.reward != float("-inf")]
+    return sum(r >= threshold for r in scored) / len(scored) if scored else None
+
+
 def exploration_exploitation(queries: list[list[ProbeSample]], threshold: float) -> dict:
     """The figures B-STaR monitors. pass_at_k and distinct_correct_per_query measure exploration
     (distinct correct answers per query, unique by stripped text); reward_precision / recall

@@ -131,6 +131,7 @@ class ProbeResult(StageResult, ExplorationFigures):
     threshold: float = 0.0
     balance: float = 0.0
     grid_size: int = 0
+    kept_share: float | None = None  # of the chosen temperature's scored samples; 1.0: the reward filtered nothing
 
 
 @dataclass

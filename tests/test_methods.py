@@ -147,6 +147,10 @@ def test_one_iteration_of_each_method(method, algorithm, extra, tmp_path, tiny_m
         chosen = next(r for r in grid if r["chosen"])
         assert (probe.temperature, probe.threshold) == (chosen["temperature"], chosen["threshold"])
         assert chosen["balance"] == max(r["balance"] for r in grid)
+        probe_rewards = [r["value"] for r in store.query(
+            "SELECT r.value FROM rewards r JOIN generations g USING (generation_id) WHERE g.purpose = ? "
+            "AND r.signal = 'reward'", [f"probe_t{probe.temperature:g}"])]
+        assert probe.kept_share == pytest.approx(sum(v >= probe.threshold for v in probe_rewards) / len(probe_rewards))
         train_temps = {r.temperature for r in store.generations("m", 1, "train")}
         assert train_temps == {probe.temperature}
         # Kept = one per distinct (prompt, text) among this iteration's samples at/above the threshold.
