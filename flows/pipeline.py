@@ -19,7 +19,7 @@ from selfimprove.tasks.bootstrap import run_bootstrap
 from selfimprove.tasks.common import run_dir, run_stage, store_for
 from selfimprove.tasks.evaluate import evaluate_model
 from selfimprove.tasks.gate import gate_iteration
-from selfimprove.tasks.judge_probe import judge_probe
+from selfimprove.tasks.judge_probe import judge_probe, probes_judge
 from selfimprove.tasks.prepare import prepare_run
 from selfimprove.tasks.report import write_report
 from selfimprove.tasks.results import (
@@ -176,7 +176,7 @@ def selfimprove_run(config: dict, run_id: str) -> list[dict[str, StageResult]]:
     store.update_run(run_id, mlflow_run_id=parent, prefect_flow_run_id=str(flow_run.id))
     model_dir = prepared.seed_dir
     seed: dict[str, StageResult] = {"evaluate": evaluate_seed_task(config, run_id, model_dir)}
-    if cfg.judge.probe_size:
+    if probes_judge(cfg):
         seed["judge_probe"] = seed_probe_task(config, run_id, model_dir)
     track_task(config, run_id, 0, model_dir, seed)
     gate_task(config, run_id, 0)  # the seed is the first champion

@@ -19,7 +19,7 @@ from selfimprove.tasks.common import run_dir
 from selfimprove.tasks.evaluate import evaluate_model
 from selfimprove.tasks.generate import generate_samples
 from selfimprove.tasks.judge import judge_candidates
-from selfimprove.tasks.judge_probe import judge_probe
+from selfimprove.tasks.judge_probe import judge_probe, probes_judge
 from selfimprove.tasks.results import (
     BuildResult,
     EvalResult,
@@ -61,7 +61,7 @@ class StageContext:
         return generate_samples(self.store, self.cfg, self.run_id, self.iteration, model_dir, prompts, spec, purpose)
 
     def judge(self, purposes: tuple[str, ...], judge_dir=None) -> JudgeResult:
-        if "judge" not in {s.name for s in self.cfg.reward.signals}:
+        if not self.cfg.reward.uses_judge:
             return JudgeResult(skipped=True)
         return judge_candidates(self.store, self.cfg, self.run_id, self.iteration, judge_dir or self.model_dir,
                                 purposes)
@@ -76,7 +76,7 @@ class Method:
 
     def stages(self, cfg: Config) -> tuple[str, ...]:
         # The probe measures (and the guard checks) this iteration's judge before anything trains on it.
-        probe = ("judge_probe",) if cfg.judge.probe_size and "judge" in {s.name for s in cfg.reward.signals} else ()
+        probe = ("judge_probe",) if probes_judge(cfg) else ()
         if cfg.train.algorithm == "grpo":  # online: the trainer samples and scores its own groups
             return (*probe, "train", "evaluate")
         return (*probe, "generate", "judge", "score", "build", "train", "evaluate")

@@ -188,6 +188,11 @@ class RewardConfig(_Section):
     # stored per generation in the `rewards` table.
     signals: list[SignalConfig] = field(default_factory=lambda: [SignalConfig("judge", 1.0)])
 
+    @property
+    def uses_judge(self) -> bool:
+        """Does the model's own judgment enter the reward (and so need judging, probing, guarding)?"""
+        return any(s.name == "judge" for s in self.signals)
+
     def check(self, where: str) -> None:
         if not self.signals:
             raise ConfigError(f"{where}.signals: name at least one signal")

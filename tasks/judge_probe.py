@@ -41,6 +41,12 @@ def probe_answers(store: Store, cfg, run_id: str) -> None:
     generate_samples(store, cfg, run_id, 0, seed_dir, store.prompts(run_id, "probe"), spec, PROBE)
 
 
+def probes_judge(cfg) -> bool:
+    """The probe runs when it is sized and the judge enters the reward (a majority-vote or verifiable reward
+    never reads the judge, so its AUC would cost time and inform nothing)."""
+    return bool(cfg.judge.probe_size) and cfg.reward.uses_judge
+
+
 def judge_probe(store: Store, cfg, run_id: str, iteration: int, model_dir: str | Path,
                 guard: bool = True) -> JudgeProbeResult:
     """Score the probe answers with the judge in model_dir (once per model: judgments are kept by the

@@ -99,3 +99,14 @@ def test_bootstrap_and_guard_config_rules():
     with pytest.raises(ConfigError, match="judge.min_probe_auc"):
         load_config(overrides=["judge.min_probe_auc=0.7"])
     load_config(overrides=["bootstrap.enabled=true", "judge.probe_size=50", "judge.mode=verify"])
+
+
+def test_the_probe_runs_only_where_the_judge_is_part_of_the_reward():
+    from selfimprove.methods.base import Method
+    from selfimprove.tasks.judge_probe import probes_judge
+
+    judged = load_config(overrides=["judge.probe_size=50"])
+    voted = load_config(overrides=["judge.probe_size=50", "reward.signals=[{name: majority_vote, weight: 1.0}]"])
+    unsized = load_config(overrides=["judge.probe_size=0"])
+    assert (probes_judge(judged), probes_judge(voted), probes_judge(unsized)) == (True, False, False)
+    assert Method().stages(judged)[0] == "judge_probe" and "judge_probe" not in Method().stages(voted)
