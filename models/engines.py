@@ -56,13 +56,16 @@ def resolve_engine_name(name: str) -> str:
 
 def get_engine(name: str, model_dir: str | Path, dtype: str = "bfloat16", max_model_len: int = 1024,
                seed: int = 0, batch_size: int = 16, tensor_parallel_size: int = 1,
-               gpu_memory_utilization: float = 0.8, pipeline_parallel_size: int = 1, data_parallel_size: int = 1):
-    """The process's live engine with `model_dir`'s weights loaded (reusing it when it can)."""
+               gpu_memory_utilization: float = 0.8, pipeline_parallel_size: int = 1, data_parallel_size: int = 1,
+               device: str = "auto"):
+    """The process's live engine with `model_dir`'s weights loaded (reusing it when it can).
+
+    `device` (model.device) places the transformers engine; vLLM runs where its build does."""
     name = resolve_engine_name(name)
     model_dir = str(Path(model_dir).resolve())
     parallel = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
                 "data_parallel_size": data_parallel_size}
-    key = (name, dtype, max_model_len, seed, tuple(parallel.values()))
+    key = (name, dtype, max_model_len, seed, tuple(parallel.values()), device)
     if _LIVE.engine is not None and _LIVE.key == key:
         if _LIVE.weights != model_dir:
             _LIVE.engine.load_weights(model_dir)
@@ -75,7 +78,7 @@ def get_engine(name: str, model_dir: str | Path, dtype: str = "bfloat16", max_mo
         engine = VllmEngine(model_dir, dtype, max_model_len, seed, gpu_memory_utilization=gpu_memory_utilization,
                             **parallel)
     elif name == "transformers":
-        engine = HfEngine(model_dir, dtype, seed, batch_size)
+        engine = HfEngine(model_dir, dtype, seed, batch_size, device)
     else:
         raise ValueError(f"engine.name: unknown engine {name!r}")
     _LIVE.engine, _LIVE.key, _LIVE.weights = engine, key, model_dir
@@ -93,17 +96,21 @@ class HfEngine:
 
     name = "transformers"
 
-    def __init__(self, model_dir, dtype, seed, batch_size):
+    def __init__(self, model_dir, dtype, seed, batch_size, device: str = "auto"):
+        from selfimprove.models.device import resolve_device
         from selfimprove.models.loading import load_model, load_tokenizer
 
         self.dtype, self.seed, self.batch_size = dtype, seed, batch_size
+        self.device = resolve_device(device)  # once: every reload lands where the first load did
         self.tokenizer = load_tokenizer(model_dir)
-        self.model = load_model(model_dir, dtype).eval()
+        self.model = load_model(model_dir, dtype, device=self.device).eval()
 
     def load_weights(self, model_dir: str) -> None:
         from selfimprove.models.loading import load_model
 
-        self.model = load_model(model_dir, self.dtype).eval()
+        if self.device == "cuda":
+            self.model = None  # the old weights leave the GPU before the new ones arrive (no two copies)
+        self.model = load_model(model_dir, self.dtype, device=self.device).eval()
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
                  seeds: list[int] | None = None) -> list[list[Sample]]:
@@ -136,8 +143,8 @@ class HfEngine:
         eos.discard(None)
         results: list[list[Sample]] = []
         width = max(len(p) for p in batch)
-        ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in batch])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in batch], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.model.device)
         sampling = spec.temperature > 0
         with torch.no_grad():
             out = self.model.generate(
@@ -145,8 +152,9 @@ class HfEngine:
                 num_return_sequences=spec.n, temperature=spec.temperature if sampling else None,
                 top_p=spec.top_p if sampling else None, top_k=None, pad_token_id=tok.pad_token_id,
                 eos_token_id=sorted(eos), return_dict_in_generate=True, output_scores=True)
-        scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        new = out.sequences[:, width:]
+        # One copy to the host for the whole batch (a no-op on CPU), not one per row.
+        scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).cpu()
+        new = out.sequences[:, width:].cpu()
         for row in range(new.shape[0]):
             token_ids, logprobs, reason = [], [], "length"
             for tid, lp in zip(new[row].tolist(), scores[row].tolist()):

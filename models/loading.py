@@ -108,12 +108,14 @@ def load_tokenizer(model_dir: str | Path):
     return tokenizer
 
 
-def load_model(model_dir: str | Path, dtype: str = "float32", trust_remote_code: bool = False):
+def load_model(model_dir: str | Path, dtype: str = "float32", trust_remote_code: bool = False, device: str = "cpu"):
+    """The causal LM in `dtype` on `device` (a resolved one, models/device.py: "cpu" or "cuda")."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype),
-                                                trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype),
+                                                 trust_remote_code=trust_remote_code)
+    return model if device == "cpu" else model.to(device)  # CPU: exactly the load it always was
 
 
 def chat_prompt_ids(tokenizer, user_text: str, assistant_prefix: str = "") -> list[int]:

@@ -37,6 +37,10 @@ class ModelConfig(_Section):
     # Inference dtype for the engines; training always runs in float32 on CPU.
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     trust_remote_code: bool = False
+    # Where the transformers forward passes run (scoring model: judges with judge.backend transformers,
+    # self-certainty, entropy; the transformers engine): "auto" = cuda when torch sees a GPU, else cpu.
+    # "cuda" without one is an error when a pass starts. Scoring runs float32 on CPU, bfloat16 on CUDA.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass

@@ -36,7 +36,8 @@ class GroupRecorder:
         self.store, self.cfg, self.run_id, self.iteration = store, cfg, run_id, iteration
         self.prompts, self.base_dir, self.digest = prompts, str(base_dir), model_hash(base_dir)
         self.weights = {s.name: s.weight for s in cfg.reward.signals}
-        self.model, self.tokenizer = scoring_model(base_dir) if set(self.weights) & CONFIDENCE else (None, None)
+        confident = set(self.weights) & CONFIDENCE
+        self.model, self.tokenizer = scoring_model(base_dir, cfg.model.device) if confident else (None, None)
         self.judge = judge_scorer(cfg, base_dir) if "judge" in self.weights else None
         self.judge_tokenizer = load_tokenizer(base_dir) if self.judge else None
         self.mode = cfg.judge.mode
@@ -86,8 +87,12 @@ def run_grpo(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir: 
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    from selfimprove.models.scoring import release_scoring_model
     from selfimprove.tasks.train import common_training_args, fit_and_save
 
+    # Free the GPU of whatever scoring model the earlier stages left (no-op on CPU); the recorder
+    # below loads M_i's again only when its signals need a forward pass.
+    release_scoring_model()
     prompts = {p.prompt_id: p for p in store.prompts(run_id, "train")}
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.prompt_text}], "prompt_id": pid}
                                  for pid, p in prompts.items()])

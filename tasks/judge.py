@@ -115,7 +115,7 @@ def judge_scorer(cfg, model_dir: str | Path):
     """next_token_logprobs(prompts, token_ids) for the logprob and pairwise judges (judge.backend)."""
     if cfg.judge.backend == "engine":
         return engine_for(cfg, model_dir).next_token_logprobs
-    return transformers_scorer(model_dir)
+    return transformers_scorer(model_dir, cfg.model.device)
 
 
 POINTWISE = ("logprob", "verify")  # one teacher-forced pass per candidate, score from next-token probabilities

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from selfimprove.config import Config, ConfigError
+from selfimprove.config import Config, ConfigError, config_from_dict
 from selfimprove.models.loading import model_hash, resolve_model
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Iteration, Prompt, Run, now
@@ -22,6 +22,10 @@ RESUMABLE_CHANGES = {"iterations", "data_dir"}
 
 def check_resume_config(stored_json: str, cfg: Config, run_id: str) -> None:
     stored = json.loads(stored_json)
+    try:  # a setting added since the run started reads as its default, which is what the run used
+        stored = config_from_dict(stored).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        pass  # a setting since removed or renamed: compare as stored (and refuse)
     current = cfg.to_dict()
     differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     blocked = [k for k in differing if k not in RESUMABLE_CHANGES]

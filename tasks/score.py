@@ -21,12 +21,14 @@ from selfimprove.tasks.results import ScoreResult
 CONFIDENCE = {"self_certainty", "entropy", "borda"}  # need a teacher-forced forward pass
 
 
-def confidence_stats(model_dir: str | Path, candidates: list[Candidate]) -> dict[str, tuple[float, float]]:
-    """generation_id -> (self_certainty, negative_entropy) from the full next-token distributions."""
+def confidence_stats(model_dir: str | Path, candidates: list[Candidate],
+                     device: str = "auto") -> dict[str, tuple[float, float]]:
+    """generation_id -> (self_certainty, negative_entropy) from the full next-token distributions,
+    computed by the scoring model on `device` (model.device)."""
     from selfimprove.models.loading import chat_prompt_ids
     from selfimprove.models.scoring import scoring_model
 
-    model, tokenizer = scoring_model(model_dir)
+    model, tokenizer = scoring_model(model_dir, device)
     prompts = [chat_prompt_ids(tokenizer, c.prompt_text) for c in candidates]
     stats = sig.completion_logits_stats(model, prompts, [list(c.token_ids) for c in candidates],
                                         tokenizer.pad_token_id)
@@ -88,7 +90,7 @@ def score_candidates(store: Store, cfg, run_id: str, iteration: int, model_dir: 
     """The score stage: rewards for this iteration's candidates of `purposes` (judged already)."""
     weights = {s.name: s.weight for s in cfg.reward.signals}
     candidates = store.candidates(run_id, iteration, purposes)
-    confidence = confidence_stats(model_dir, candidates) if set(weights) & CONFIDENCE else {}
+    confidence = confidence_stats(model_dir, candidates, cfg.model.device) if set(weights) & CONFIDENCE else {}
     records, rewards = reward_records(run_id, iteration, candidates, weights, confidence)
     store.add(records)
     scored = [v for v in rewards.values() if v is not None]

@@ -8,6 +8,7 @@ since small DPO updates vanish when rounded to bf16 weights).
 
 With train.launcher "accelerate", DPO and SFT train in a child started by `accelerate launch`
 (tasks/train_launch.py), which calls the same *_in_process functions below; GRPO trains here.
+On CUDA the cached scoring model (models/scoring.py) is released before any training starts.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from selfimprove.models.loading import load_model, load_tokenizer, model_hash
+from selfimprove.models.scoring import release_scoring_model
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import TrainRun
 from selfimprove.tasks.common import log
@@ -133,6 +135,10 @@ def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
 
 
 def _train(algorithm: str, cfg, base_dir, out_dir, examples: list[dict], epochs: float | None) -> dict:
+    # Every DPO/SFT run starts here (iterations, the temporal look-ahead, the judge bootstrap), in-process
+    # or launched: a scoring model left on the GPU by the judge/score stages would take the memory the
+    # trainer (or the launched child, another process) needs. No-op on CPU.
+    release_scoring_model()
     if cfg.train.launcher == "accelerate":
         from selfimprove.tasks.train_launch import launch_training
 

@@ -16,7 +16,8 @@ ANSWERS = [["7", "Answer: 7", "I think 8"], ["7", "17", "Answer: 5"], ["15", "An
 @pytest.mark.parametrize("engine_name", ["transformers"] + (["vllm"] if vllm_available() else []))
 def test_engine_judge_equals_transformers_judge(tiny_model_dir, engine_name):
     tokenizer = load_tokenizer(tiny_model_dir)
-    reference = transformers_scorer(tiny_model_dir)
+    # float32 on CPU: with model.device auto a GPU machine would score in bf16, off by more than 1e-3.
+    reference = transformers_scorer(tiny_model_dir, "cpu")
     engine = get_engine(engine_name, tiny_model_dir, dtype="float32", max_model_len=1024)
     try:
         texts = [judge_prompt(q, a) for q, answers in zip(QUESTIONS, ANSWERS) for a in answers]

@@ -1,5 +1,6 @@
 """Which config may resume which run: the config as stored with the run, except `iterations` (may
 grow) and `data_dir` (where the records are, however it is spelled)."""
+import json
 import os
 
 import pytest
@@ -8,7 +9,7 @@ from selfimprove.config import ConfigError, config_from_dict
 from selfimprove.flows.scheduled import pick_run_id
 from selfimprove.serve import deployment_parameters
 from selfimprove.tasks.common import store_for
-from selfimprove.tasks.prepare import prepare_run
+from selfimprove.tasks.prepare import check_resume_config, prepare_run
 from tests.conftest import tiny_config_tree
 
 
@@ -34,3 +35,14 @@ def test_resume_refuses_a_config_that_computes_something_else(tmp_path, tiny_mod
     other = config_from_dict(tiny_config_tree(tmp_path / "data", tiny_model_dir, seed=7))
     with pytest.raises(ConfigError, match=r"differs in: seed"):
         prepare_run(store_for(other), other, "r")
+
+
+def test_a_setting_added_since_the_run_started_reads_as_its_default(tmp_path, tiny_model_dir):
+    cfg = config_from_dict(tiny_config_tree(tmp_path / "data", tiny_model_dir))
+    before = cfg.to_dict()
+    del before["model"]["device"]  # stored by a version that had no model.device
+    check_resume_config(json.dumps(before), cfg, "r")
+    with pytest.raises(ConfigError, match=r"differs in: model"):  # a setting this version does not know
+        check_resume_config(json.dumps({**before, "model": {**before["model"], "gone": 1}}), cfg, "r")
+    with pytest.raises(ConfigError, match=r"differs in: model"):
+        check_resume_config(json.dumps({**before, "model": {**before["model"], "device": "cpu"}}), cfg, "r")
