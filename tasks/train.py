@@ -8,7 +8,8 @@ since small DPO updates vanish when rounded to bf16 weights).
 
 With train.launcher "accelerate", DPO and SFT train in a child started by `accelerate launch`
 (tasks/train_launch.py), which calls the same *_in_process functions below; GRPO trains here.
-On CUDA the cached scoring model (models/scoring.py) is released before any training starts.
+Before any training starts the GPU is freed (free_gpu_for_training): the cached scoring model
+(models/scoring.py) on CUDA, and the live generation engine as engine.release_for_training says.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+from selfimprove.models.engines import release_engine_for_training
 from selfimprove.models.loading import load_model, load_tokenizer, model_hash
 from selfimprove.models.scoring import release_scoring_model
 from selfimprove.storage.db import Store
@@ -63,6 +65,7 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
+    _stop_colocated_vllm(trainer)
     trained = _final_model(trainer, cfg, base_dir, peft_config)
     if trained is None:  # another rank of an `accelerate launch`: the main process saves
         return None
@@ -79,6 +82,41 @@ def fit_and_save(trainer_cls, args, cfg, base_dir, out_dir: Path, dataset, **ext
     return {"examples": len(dataset), "steps": result.global_step, "loss": result.training_loss,
             "seconds": seconds, "params_changed_fraction": changed,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+
+
+def _stop_colocated_vllm(trainer) -> None:
+    """GRPO with train.grpo_generation vllm: shut TRL's colocated vLLM engine down once training is
+    done. Dropping the trainer would not free it (vLLM gc-freezes its engine, models/vllm_engine.py),
+    and the next stage's engine needs that GPU memory and a process without another vLLM engine."""
+    generation = getattr(trainer, "vllm_generation", None)
+    if getattr(generation, "llm", None) is None:
+        return
+    import gc
+
+    import torch
+
+    from selfimprove.models.vllm_engine import shutdown_llm
+
+    shutdown_llm(generation.llm)
+    generation.llm = None
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def free_gpu_for_training(engine: str = "release") -> None:
+    """What every training run does first (`_train`, GRPO's run_grpo): drop a scoring model left on
+    the GPU by the judge/score stages, then the live generation engine's memory: "release" = as its
+    engine.release_for_training resolved (sleep or close on a GPU; nothing on CPU), "close" = closed
+    whatever the setting (GRPO's colocated vLLM must be the only vLLM engine in the process), "keep" =
+    left alone (GRPO's judge reads through it while training).
+    """
+    release_scoring_model()
+    if engine == "keep":
+        return
+    done = release_engine_for_training(close=engine == "close")
+    if done in ("sleep", "close"):
+        log.info("training: the generation engine %s while the trainer runs",
+                 "sleeps (vLLM sleep level 2)" if done == "sleep" else "was closed")
 
 
 SHOWN_LOGS = ("loss", "grad_norm", "rewards/margins", "reward", "train_loss", "train_runtime")
@@ -136,9 +174,9 @@ def run_sft(cfg, base_dir, out_dir, examples: list[dict], epochs: float | None =
 
 def _train(algorithm: str, cfg, base_dir, out_dir, examples: list[dict], epochs: float | None) -> dict:
     # Every DPO/SFT run starts here (iterations, the temporal look-ahead, the judge bootstrap), in-process
-    # or launched: a scoring model left on the GPU by the judge/score stages would take the memory the
-    # trainer (or the launched child, another process) needs. No-op on CPU.
-    release_scoring_model()
+    # or launched: a scoring model or an engine left on the GPU by earlier stages would take the memory
+    # the trainer (or the launched child, another process) needs. No-op on CPU.
+    free_gpu_for_training()
     if cfg.train.launcher == "accelerate":
         from selfimprove.tasks.train_launch import launch_training
 

@@ -1,5 +1,8 @@
 """model.device: the resolver and the config field (run everywhere), and every transformers forward
 pass on CUDA against the same pass on CPU, on the tiny model (marked gpu, skipped without CUDA).
+At the end, one GPU for generation and training: the engine gives its memory to training and comes
+back with the trained weights, and GRPO samples with TRL's vLLM colocate mode (skipped without CUDA
+vLLM; their CPU-side logic is tests/test_gpu_sharing.py).
 
 CUDA scores in bfloat16 and CPU in float32 (models/device.py), so CUDA results agree with CPU to a
 tolerance (1e-2), not exactly. On the random tiny model bf16 moves next-token logprobs by ~5e-3
@@ -12,8 +15,9 @@ import pytest
 import torch
 
 from selfimprove.config import ConfigError, config_from_dict
-from selfimprove.models.device import resolve_device, scoring_dtype
-from selfimprove.models.engines import HfEngine, SamplingSpec, close_engine, get_engine
+from selfimprove.models import engines
+from selfimprove.models.device import cuda_vllm_problem, resolve_device, scoring_dtype
+from selfimprove.models.engines import HfEngine, SamplingSpec, close_engine, get_engine, release_engine_for_training
 from selfimprove.models.loading import chat_prompt_ids, load_model, load_tokenizer
 from selfimprove.models.scoring import (
     next_token_logprobs,
@@ -23,14 +27,20 @@ from selfimprove.models.scoring import (
     transformers_scorer,
 )
 from selfimprove.storage.records import Candidate
+from selfimprove.tasks.common import engine_for, store_for
+from selfimprove.tasks.grpo import grpo_generation
 from selfimprove.tasks.judge import judge_logprob, judge_scorer
 from selfimprove.tasks.judge_pairwise import judge_groups
 from selfimprove.tasks.judge_prompt import digit_token_ids, judge_prompt
+from selfimprove.tasks.prepare import prepare_run
 from selfimprove.tasks.score import confidence_stats
+from selfimprove.tasks.train import train_next_model
 from tests.conftest import tiny_config_tree
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="torch sees no CUDA device")
+NO_CUDA_VLLM = cuda_vllm_problem()  # None where vLLM runs on the GPU
+needs_cuda_vllm = pytest.mark.skipif(NO_CUDA_VLLM is not None, reason=f"no CUDA vLLM: {NO_CUDA_VLLM}")
 TOL = 1e-2
 QUESTIONS = ["Calculate 3 + 4.", "What is 12 - 5?", "Calculate 7 + 8."]
 ANSWERS = [["7", "Answer: 7", "I think 8"], ["7", "17", "Answer: 5"], ["15", "Answer: 15", "no idea"]]
@@ -194,3 +204,98 @@ def test_release_frees_the_cuda_scoring_model(tiny_model_dir):
     assert release_scoring_model() is True
     assert torch.cuda.memory_allocated() <= before - size  # nothing else held it: the weights are gone
     assert release_scoring_model() is False  # nothing left to release
+
+
+# --- on CUDA: one GPU for generation and training -----------------------------------------------------
+
+def greedy_outputs(engine, tokenizer):
+    prompts = [chat_prompt_ids(tokenizer, q) for q in QUESTIONS]
+    return [(s.token_ids, s.logprobs) for (s,) in engine.generate(prompts, SamplingSpec(n=1, temperature=0.0,
+                                                                                     max_tokens=8))]
+
+
+def assert_same_outputs(got, want):
+    assert [ids for ids, _ in got] == [ids for ids, _ in want]
+    for (_, got_lps), (_, want_lps) in zip(got, want):
+        assert got_lps == pytest.approx(want_lps, abs=1e-3)
+
+
+@pytest.mark.gpu
+@needs_cuda_vllm
+def test_vllm_sleeps_for_training_and_wakes_with_the_trained_weights(tiny_model_dir, sharp_model_dir):
+    """auto = sleep on CUDA vLLM: the memory goes back, the same engine wakes with the weights asked
+    for (the trained ones, or the old ones: level 2 discarded both) and generates what a fresh engine
+    on those weights generates."""
+    tokenizer = load_tokenizer(tiny_model_dir)
+    setup = {"dtype": "bfloat16", "max_model_len": 1024, "gpu_memory_utilization": 0.3}
+    close_engine()
+    try:
+        engine = get_engine("vllm", tiny_model_dir, **setup)
+        assert engines._LIVE.release == "sleep"
+        before = greedy_outputs(engine, tokenizer)
+        free_awake, total = torch.cuda.mem_get_info()
+        assert release_engine_for_training() == "sleep"
+        # Weights and KV cache left: most of the engine's 0.3 of the GPU is free again.
+        assert torch.cuda.mem_get_info()[0] - free_awake > 0.15 * total
+        assert release_engine_for_training() == "none"
+        assert get_engine("vllm", sharp_model_dir, **setup) is engine  # woken in place, not rebuilt
+        trained = greedy_outputs(engine, tokenizer)
+        release_engine_for_training()
+        assert get_engine("vllm", tiny_model_dir, **setup) is engine
+        again = greedy_outputs(engine, tokenizer)
+    finally:
+        close_engine()
+    try:
+        fresh = greedy_outputs(get_engine("vllm", sharp_model_dir, release_for_training="keep", **setup), tokenizer)
+    finally:
+        close_engine()
+    assert_same_outputs(trained, fresh)
+    assert_same_outputs(again, before)
+    assert [lps for _, lps in trained] != pytest.approx([lps for _, lps in before], abs=1e-2)  # new weights showed
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_the_transformers_engine_is_closed_for_training_on_cuda(tiny_model_dir):
+    close_engine()
+    try:
+        engine = get_engine("transformers", tiny_model_dir, dtype="float32", batch_size=2, device="cuda")
+        assert engines._LIVE.release == "close"
+        size = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+        before = torch.cuda.memory_allocated()
+        del engine
+        assert release_engine_for_training() == "close"
+        assert engines._LIVE.engine is None
+        assert torch.cuda.memory_allocated() <= before - size  # the weights left the GPU
+        again = get_engine("transformers", tiny_model_dir, dtype="float32", batch_size=2, device="cuda")
+        assert greedy_outputs(again, load_tokenizer(tiny_model_dir))
+    finally:
+        close_engine()
+
+
+@pytest.mark.gpu
+@needs_cuda_vllm
+def test_grpo_trains_with_vllm_colocate_then_the_engine_comes_back(tmp_path, tiny_model_dir):
+    """auto = vLLM colocate on CUDA vLLM (reward without a judge): the live engine is closed, TRL's
+    engine samples every group, is shut down after training, and a new engine generates in the same
+    process from the trained model."""
+    tree = tiny_config_tree(tmp_path / "data", tiny_model_dir)
+    tree["model"]["dtype"] = "bfloat16"  # the engines' GPU default (training loads float32 regardless)
+    tree["engine"].update(name="vllm", gpu_memory_utilization=0.3)
+    tree["train"].update(algorithm="grpo", batch_size=6)
+    tree["reward"] = {"signals": [{"name": "majority_vote", "weight": 1.0}]}
+    cfg = config_from_dict(tree)
+    assert grpo_generation(cfg) == "vllm"
+    store = store_for(cfg)
+    prepare_run(store, cfg, "g")
+    close_engine()
+    try:
+        engine_for(cfg, tiny_model_dir)  # live, as the evaluation before training leaves it
+        result = train_next_model(store, cfg, "g", 1, tiny_model_dir, tmp_path / "out")
+        assert engines._LIVE.engine is None  # closed for TRL's colocated engine
+        rows = store.generations("g", 1, "grpo")
+        assert result.steps >= 1 and len(rows) == result.steps * 6
+        after = greedy_outputs(engine_for(cfg, tmp_path / "out"), load_tokenizer(tiny_model_dir))
+        assert sum(len(ids) for ids, _ in after) > 0
+    finally:
+        close_engine()
