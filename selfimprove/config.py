@@ -1,6 +1,6 @@
 """The one config object: typed dataclasses, YAML merged over defaults, CLI `--set a.b=v` over YAML.
 
-The sections and their fields are documented in selfimprove/config_sections.py and nowhere else.
+The sections and their fields are documented in selfimprove/config_sections.py and config_train.py, nowhere else.
 Loading checks each value as it builds (an unknown key, a wrong type, a value outside its Literal) and
 then runs Config.validate(): each section's own rules, then the rules across sections. The first
 problem raises ConfigError naming the dotted field (and the file). Reading YAML and checking a value
@@ -18,19 +18,15 @@ from selfimprove.config_sections import (  # noqa: F401 - re-exported: callers i
     BootstrapConfig,
     DataConfig,
     EngineConfig,
-    EvalConfig,
-    GateConfig,
     GenerateConfig,
     JudgeConfig,
-    LoraConfig,
     MethodConfig,
-    MlflowConfig,
     ModelConfig,
     PairsConfig,
     RewardConfig,
     SignalConfig,
-    TrainConfig,
 )
+from selfimprove.config_train import EvalConfig, GateConfig, LoraConfig, MlflowConfig, TrainConfig  # noqa: F401
 from selfimprove.config_yaml import ConfigError, build, check_fields, read_tree
 
 
