@@ -33,6 +33,9 @@ class TrainConfig(_Section):
     # Matmul precision: "fp32", or "bf16" autocast (weights and optimizer stay float32, so small
     # updates are not rounded away; ~2x the CPU matmul ceiling with AVX-512 bf16).
     precision: Literal["fp32", "bf16"] = "fp32"
+    # Recompute activations in the backward pass instead of keeping them: ~30% more compute for
+    # activation memory that no longer grows with depth (7-8B models on one GPU; README's budget).
+    gradient_checkpointing: bool = False
     # DPO: compute the reference log-probs for all pairs in one pass before training instead of a
     # reference forward every step. The same updates; no faster on 2 CPU cores (benchmarks/training.py),
     # it saves the reference model's memory on a GPU.

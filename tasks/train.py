@@ -35,6 +35,7 @@ def common_training_args(cfg, out_dir: Path, epochs: float | None) -> dict:
     return {"output_dir": str(out_dir.with_name(out_dir.name + ".trainer")), "learning_rate": tc.learning_rate,
             "num_train_epochs": tc.epochs if epochs is None else epochs, "per_device_train_batch_size": tc.batch_size,
             "gradient_accumulation_steps": tc.grad_accum, "seed": tc.seed, "bf16": tc.precision == "bf16",
+            "gradient_checkpointing": tc.gradient_checkpointing,
             "use_cpu": not torch.cuda.is_available(), "logging_steps": 1, "save_strategy": "no", "report_to": [],
             "disable_tqdm": False, "dataset_num_proc": None}
 
