@@ -54,6 +54,18 @@ def scoring_dtype(device: str) -> str:
     return "bfloat16" if device == "cuda" else "float32"
 
 
+def release_cuda_memory() -> None:
+    """Collect what just became unreachable, then hand torch's cached CUDA blocks back to the driver, so
+    another allocator (vLLM's, the trainer's, another process) can have them. Without CUDA: a collect only."""
+    import gc
+
+    import torch
+
+    gc.collect()  # tensors must be unreachable before their cached blocks can go back
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def cuda_vllm_problem() -> str | None:
     """Why vLLM cannot run on a GPU in this process, or None when it can (torch sees a CUDA device and
     the installed vLLM is a CUDA-like build).

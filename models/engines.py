@@ -264,9 +264,6 @@ class HfEngine:
     def close(self) -> None:
         del self.model
         if self.device == "cuda":
-            import gc
+            from selfimprove.models.device import release_cuda_memory
 
-            import torch
-
-            gc.collect()  # the weights must be unreachable before their cached blocks can go back
-            torch.cuda.empty_cache()
+            release_cuda_memory()

@@ -47,12 +47,9 @@ def _drop() -> None:
     device = _CACHE.get("device")
     _CACHE.clear()
     if device == "cuda":
-        import gc
+        from selfimprove.models.device import release_cuda_memory
 
-        import torch
-
-        gc.collect()  # the model's tensors must be unreachable before their cached blocks can go back
-        torch.cuda.empty_cache()
+        release_cuda_memory()
 
 
 def next_token_logprobs(model, prompts: list[list[int]], pad_id: int, batch_size: int = 16):

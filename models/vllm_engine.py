@@ -71,14 +71,11 @@ class VllmEngine:
     def wake(self, model_dir: str) -> None:
         """Wake from `sleep` with model_dir's weights: weights memory first, the weights loaded into it,
         then the KV cache (vLLM's RLHF order: the cache is not mapped while the weights load)."""
-        import gc
-
-        import torch
+        from selfimprove.models.device import release_cuda_memory
 
         # The trainer's freed blocks still sit in torch's caching allocator; vLLM's sleep-mode memory
         # comes from its own cumem pool, so they go back to the driver first.
-        gc.collect()
-        torch.cuda.empty_cache()
+        release_cuda_memory()
         self.llm.wake_up(tags=["weights"])
         self._reload(model_dir)
         self.llm.wake_up(tags=["kv_cache"])
@@ -160,13 +157,9 @@ class VllmEngine:
         if self.on_cuda:
             shutdown_llm(self.llm)
         del self.llm
-        import gc
+        from selfimprove.models.device import release_cuda_memory
 
-        gc.collect()
-        if self.on_cuda:
-            import torch
-
-            torch.cuda.empty_cache()
+        release_cuda_memory()  # on CPU a collect only, as before
 
 
 def shutdown_llm(llm) -> None:

@@ -72,7 +72,7 @@ class Config:
             raise ConfigError("train.algorithm: temporal builds preference pairs, so it trains with dpo")
         if method == "bstar" and algorithm == "grpo":
             raise ConfigError("train.algorithm: bstar selects samples offline; use sft (as the paper) or dpo")
-        if algorithm == "grpo" and mode == "text" and any(s.name == "judge" for s in self.reward.signals):
+        if algorithm == "grpo" and mode == "text" and self.reward.uses_judge:
             raise ConfigError("judge.mode: GRPO scores groups inside the trainer with a pointwise judge; "
                               "set judge.mode: logprob or verify")
         if algorithm == "grpo" and self.train.grpo_generation == "vllm" and self.reward.uses_judge \

@@ -92,16 +92,12 @@ def _stop_colocated_vllm(trainer) -> None:
     generation = getattr(trainer, "vllm_generation", None)
     if getattr(generation, "llm", None) is None:
         return
-    import gc
-
-    import torch
-
+    from selfimprove.models.device import release_cuda_memory
     from selfimprove.models.vllm_engine import shutdown_llm
 
     shutdown_llm(generation.llm)
     generation.llm = None
-    gc.collect()
-    torch.cuda.empty_cache()
+    release_cuda_memory()
 
 
 def free_gpu_for_training(engine: str = "release") -> None:
