@@ -172,6 +172,10 @@ class BootstrapConfig(_Section):
     samples: int = 4  # samples per judge prompt
     judge_examples: int = 400  # at most, half right and half wrong
     generation_prompts: int = 200  # other seed prompts whose greedy answers become generation examples
+    # Which answers the generation examples are: "greedy" = the seed model's own greedy answers, right
+    # or wrong (no labels read); "right" = one verifier-right answer per seed prompt, greedy or sampled
+    # (rejection sampling: reads the seed split's labels, like the judge examples do).
+    generation_answers: Literal["greedy", "right"] = "greedy"
     epochs: float = 2.0
     learning_rate: float = 3.0e-5
     batch_size: int = 16

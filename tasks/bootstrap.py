@@ -7,8 +7,12 @@ overlaps train, held-out or the probe (tasks/data.py checks):
   labelled by the verifier, balanced right/wrong, written in judge.mode's format (the user turn
   asks about the answer, the completion is the right verdict);
 - generation examples: its greedy answers to `bootstrap.generation_prompts` other seed prompts.
-  They carry no label information; they keep the generator as it is (taught judge data alone,
-  the model answers arithmetic with "no": STACK.md).
+  They carry no label information; they keep the generator's format (taught judge data alone,
+  the model answers arithmetic with "no": STACK.md), but not its arithmetic: trained on its own
+  mostly wrong sums, it shifts which sums it gets right (README "Efficacy"). With
+  `bootstrap.generation_answers: right` they are instead the answers the verifier marks right, one
+  per seed prompt (the greedy one when right, else a right sample): rejection-sampled instruction
+  data, the part of the paper's seed training that is human-written there. It reads seed labels.
 The model is fine-tuned on both (SFT), the judge's probe AUC and the generator's held-out greedy
 accuracy are measured before and after, and the loop after it uses no labels.
 """
@@ -99,6 +103,16 @@ def generation_examples(run_id: str, greedy: list[Candidate]) -> list[BootstrapE
                              c.prompt_text, c.text, None, None) for i, c in enumerate(greedy) if c.text.strip()]
 
 
+def right_answer_examples(run_id: str, candidates: list[Candidate]) -> list[BootstrapExample]:
+    """One verifier-right answer per seed prompt as SFT targets, the greedy answer preferred."""
+    best: dict[str, Candidate] = {}
+    for c in sorted(candidates, key=lambda c: c.purpose != "bootstrap_greedy"):
+        if c.correct and c.text.strip():
+            best.setdefault(c.prompt_id, c)
+    return [BootstrapExample(run_id, f"generation-{i:05d}", "generation", c.prompt_id, c.generation_id,
+                             c.prompt_text, c.text, None, None) for i, c in enumerate(best.values())]
+
+
 def bootstrap_model_dir(cfg, run_id: str) -> Path:
     return run_dir(cfg, run_id) / "bootstrap" / "model"
 
@@ -116,7 +130,11 @@ def run_bootstrap(store: Store, cfg, run_id: str) -> BootstrapResult:
     if not store.bootstrap_examples(run_id):
         store.add(judge_examples(run_id, cfg.judge.mode, store.candidates(run_id, 0, ["bootstrap_sample"]),
                                  bc.judge_examples, cfg.seed))
-        store.add(generation_examples(run_id, store.candidates(run_id, 0, ["bootstrap_greedy"])))
+        if bc.generation_answers == "right":
+            store.add(right_answer_examples(
+                run_id, store.candidates(run_id, 0, ["bootstrap_greedy", "bootstrap_sample"])))
+        else:
+            store.add(generation_examples(run_id, store.candidates(run_id, 0, ["bootstrap_greedy"])))
     examples = store.bootstrap_examples(run_id)
     judges = [e for e in examples if e.kind == "judge"]
     if not judges:

@@ -5,7 +5,7 @@ import pytest
 
 from selfimprove.config import DataConfig, load_config
 from selfimprove.storage.records import Candidate
-from selfimprove.tasks.bootstrap import generation_examples, judge_examples
+from selfimprove.tasks.bootstrap import generation_examples, judge_examples, right_answer_examples
 from selfimprove.tasks.data import DataError, build_splits
 from selfimprove.tasks.judge_probe import JudgeQualityError, check_judge_quality
 
@@ -77,6 +77,20 @@ def test_generation_examples_keep_the_models_own_answers_without_labels():
     examples = generation_examples("r", greedy)
     assert [(e.prompt_id, e.user_text, e.completion, e.label) for e in examples] == [
         ("p0", "P p0", "12", None), ("p2", "P p2", "7", None)]
+
+
+def test_right_answer_generation_examples_keep_one_right_answer_per_prompt_greedy_first():
+    def c(i, prompt, purpose, text, correct):
+        return Candidate(f"g{i}", prompt, purpose, i, text, [], None, correct, f"P {prompt}", f"Q {prompt}")
+    candidates = [c(0, "p0", "bootstrap_sample", "sampled right", True),
+                  c(1, "p0", "bootstrap_greedy", "greedy right", True),
+                  c(2, "p1", "bootstrap_sample", "wrong", False), c(3, "p1", "bootstrap_sample", "right", True),
+                  c(4, "p1", "bootstrap_sample", "right again", True), c(5, "p2", "bootstrap_greedy", "wrong", False),
+                  c(6, "p3", "bootstrap_sample", " ", True)]
+    examples = right_answer_examples("r", candidates)
+    assert sorted((e.prompt_id, e.completion) for e in examples) == [("p0", "greedy right"), ("p1", "right")]
+    assert all(e.kind == "generation" and e.user_text == f"P {e.prompt_id}" for e in examples)
+    assert load_config(overrides=["bootstrap.generation_answers=right"]).bootstrap.generation_answers == "right"
 
 
 def test_the_guard_warns_or_stops_below_the_floor(caplog):
