@@ -47,6 +47,7 @@ METHODS = {
 
 def table(store, run_ids: dict[str, str]) -> str:
     """One block of rows per method, from the same iteration summary `selfimprove show` prints."""
+    from selfimprove.tasks.judge import judge_statistics, pair_accuracy
     from selfimprove.tasks.judge_probe import probe_auc_interval
     from selfimprove.tasks.summary import STAGE_COLUMNS, iteration_rows
 
@@ -54,17 +55,26 @@ def table(store, run_ids: dict[str, str]) -> str:
         return "-" if v is None else format(v, spec)
 
     lines = [f"{'method':<20}{'iter':>5}{'acc':>7}{'vs seed [95% CI]':>26}{'maj@k':>7}{'probe_auc [95% CI]':>21}"
-             f"{'no_ans':>7}{'len':>6}{'kept':>6}  seconds per stage"]
+             f"{'pair_acc probe/own':>24}{'no_ans':>7}{'len':>6}{'kept':>6}  seconds per stage"]
     for method, run_id in run_ids.items():
+        probe_hash = {e.iteration: e.model_hash for e in store.evaluations(run_id)
+                      if e.split == "probe" and e.metric == "judge_auc"}
         for r in iteration_rows(store, run_id):
             kept = r["pairs"] if r["pairs"] is not None else r["sft_examples"]
             diff = "-" if r["diff_vs_seed"] is None else (
                 f"{r['diff_vs_seed']:+.3f} [{r['diff_vs_seed_low']:+.3f},{r['diff_vs_seed_high']:+.3f}]")
             low, high = probe_auc_interval(store, run_id, r["probe_auc"])
             auc = "-" if low is None else f"{r['probe_auc']:.3f} [{low:.2f},{high:.2f}]"
+            # Within-prompt judge accuracy (tasks/judge.py: pair_accuracy), from the stored judgments: on the
+            # probe answers, and on this iteration's own candidates (what its pairs are built from).
+            it = r["iteration"]
+            on_probe = pair_accuracy(store.probe_judgments(run_id, probe_hash[it]))[0] if it in probe_hash else None
+            own = judge_statistics(store, run_id, it)
+            within = f"{fmt(on_probe, '.2f')}/{fmt(own.pair_accuracy, '.2f')}" + (
+                f" n={own.pair_count}" if own.pair_count else "")
             stages = " ".join(f"{k[2:]}={r[k]:.0f}" for k in STAGE_COLUMNS if r.get(k) is not None)
             lines.append(f"{method:<20}{r['iteration']:>5}{fmt(r['accuracy_greedy']):>7}{diff:>26}"
-                         f"{fmt(r['maj_at_k']):>7}{auc:>21}{fmt(r['no_answer_rate']):>7}"
+                         f"{fmt(r['maj_at_k']):>7}{auc:>21}{within:>24}{fmt(r['no_answer_rate']):>7}"
                          f"{fmt(r['mean_response_tokens'], '.1f'):>6}{fmt(kept, 'd'):>6}  {stages}")
         boot = {e.metric: e.value for e in store.evaluations(run_id) if e.split == "bootstrap"}
         if boot:

@@ -87,10 +87,10 @@ class Queries:
     def probe_judgments(self, run_id: str, judge_hash: str) -> list[JudgedCandidate]:
         """The fixed probe answers (purpose probe_sample) as the judge model with this hash scored them."""
         return self._rows(JudgedCandidate, (
-            "SELECT g.generation_id, g.correct, avg(j.score) AS score, count(*) AS judgments, "
+            "SELECT g.generation_id, g.prompt_id, g.correct, avg(j.score) AS score, count(*) AS judgments, "
             "sum(CASE WHEN j.parsed THEN 0 ELSE 1 END) AS unparsed FROM judgments j "
             "JOIN generations g USING (generation_id) WHERE j.run_id = ? AND g.purpose = 'probe_sample' "
-            "AND j.judge_model_hash = ? GROUP BY g.generation_id, g.correct ORDER BY g.generation_id"),
+            "AND j.judge_model_hash = ? GROUP BY g.generation_id, g.prompt_id, g.correct ORDER BY g.generation_id"),
             [run_id, judge_hash])
 
     def bootstrap_examples(self, run_id: str, kind: str | None = None) -> list[BootstrapExample]:
@@ -132,11 +132,11 @@ class Queries:
 
     def judged_candidates(self, run_id: str, iteration: int) -> list[JudgedCandidate]:
         return self._rows(JudgedCandidate, (
-            "SELECT g.generation_id, g.correct, avg(j.score) AS score, count(*) AS judgments, "
+            "SELECT g.generation_id, g.prompt_id, g.correct, avg(j.score) AS score, count(*) AS judgments, "
             "sum(CASE WHEN j.parsed THEN 0 ELSE 1 END) AS unparsed FROM judgments j "
             "JOIN generations g USING (generation_id) WHERE j.run_id = ? AND j.iteration = ? "
             "AND g.purpose <> 'probe_sample' "
-            "GROUP BY g.generation_id, g.correct ORDER BY g.generation_id"), [run_id, iteration])
+            "GROUP BY g.generation_id, g.prompt_id, g.correct ORDER BY g.generation_id"), [run_id, iteration])
 
     def candidates(self, run_id: str, iteration: int, purposes: list[str] | tuple[str, ...]) -> list[Candidate]:
         """Generations of these purposes with their prompt, mean parsed judge score and combined reward,

@@ -255,6 +255,7 @@ class SftText:
 class JudgedCandidate:
     """Per judged generation: verifiable correctness and the judge's mean score (for AUC)."""
     generation_id: str
+    prompt_id: str
     correct: bool | None
     score: float | None
     judgments: int

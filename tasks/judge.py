@@ -22,7 +22,7 @@ from selfimprove.models.engines import SamplingSpec
 from selfimprove.models.loading import chat_prompt_ids, load_tokenizer, model_hash
 from selfimprove.models.scoring import transformers_scorer
 from selfimprove.storage.db import Store
-from selfimprove.storage.records import Candidate, Evaluation, Judgment
+from selfimprove.storage.records import Candidate, Evaluation, JudgedCandidate, Judgment
 from selfimprove.tasks.common import chunks, content_seed, crash_point, engine_for, progress
 from selfimprove.tasks.judge_pairwise import judge_groups
 from selfimprove.tasks.judge_prompt import (
@@ -147,10 +147,11 @@ def judge_statistics(store: Store, run_id: str, iteration: int) -> JudgeResult:
     total = sum(r.judgments for r in rows)
     scores = [r.score for r in rows if r.score is not None]
     labelled = [(r.score, r.correct) for r in rows if r.score is not None and r.correct is not None]
+    within, pairs = pair_accuracy(rows)
     return JudgeResult(judgments=total, candidates=len(rows),
                        parse_failure_rate=sum(r.unparsed for r in rows) / max(total, 1),
                        score_mean=sum(scores) / len(scores) if scores else None, score_std=_std(scores),
-                       auc=auc(labelled))
+                       auc=auc(labelled), pair_accuracy=within, pair_count=pairs)
 
 
 def _std(values: list[float]) -> float | None:
@@ -174,3 +175,28 @@ def auc(scored: list[tuple[float, bool]]) -> float | None:
         return None
     wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg)
     return wins / (len(pos) * len(neg))
+
+
+def pair_accuracy(rows: list[JudgedCandidate]) -> tuple[float | None, int]:
+    """Within-prompt accuracy: over every (right, wrong) pair of scored answers to the same prompt, the
+    share the judge scores the right one higher (ties half), and the number of such pairs. Preference
+    pairs are built within a prompt, so this, not the pooled AUC (which also credits scoring an easy
+    prompt's answers above a hard one's), says how often chosen beats rejected for the right reason.
+
+    >>> r = [JudgedCandidate(f"g{i}", p, ok, s, 1, 0) for i, (p, ok, s) in enumerate(
+    ...     [("a", True, 5.0), ("a", True, 4.5), ("a", False, 4.8), ("b", False, 1.0), ("b", True, 0.8),
+    ...      ("b", False, 0.5), ("c", True, 2.0)])]
+    >>> pair_accuracy(r), round(auc([(x.score, x.correct) for x in r]), 3)
+    ((0.5, 4), 0.667)
+    """
+    by_prompt: dict[str, list[JudgedCandidate]] = {}
+    for r in rows:
+        if r.score is not None and r.correct is not None:
+            by_prompt.setdefault(r.prompt_id, []).append(r)
+    wins, pairs = 0.0, 0
+    for group in by_prompt.values():
+        for good in (r for r in group if r.correct):
+            for bad in (r for r in group if not r.correct):
+                pairs += 1
+                wins += 1.0 if good.score > bad.score else 0.5 if good.score == bad.score else 0.0
+    return (wins / pairs if pairs else None), pairs

@@ -21,7 +21,7 @@ from selfimprove.storage.db import Store
 from selfimprove.storage.records import Evaluation, Judgment
 from selfimprove.tasks.common import log
 from selfimprove.tasks.generate import generate_samples
-from selfimprove.tasks.judge import auc, judge_batch, judge_chunks, judge_scorer
+from selfimprove.tasks.judge import auc, judge_batch, judge_chunks, judge_scorer, pair_accuracy
 from selfimprove.tasks.results import JudgeProbeResult
 from selfimprove.tasks.stats import auc_interval
 
@@ -72,10 +72,14 @@ def judge_probe(store: Store, cfg, run_id: str, iteration: int, model_dir: str |
     # An AUC over one or two right answers is noise (a random judge can score 1.0): none is reported.
     value = auc(labelled) if min(right, len(labelled) - right) >= MIN_PER_CLASS else None
     low, high = auc_interval(value, right, len(labelled) - right) if value is not None else (None, None)
+    within, pairs = pair_accuracy(rows)
     if value is not None:
         store.add([Evaluation(run_id, iteration, "probe", metric, v, digest)
-                   for metric, v in (("judge_auc", value), ("judge_auc_low", low), ("judge_auc_high", high))])
-    result = JudgeProbeResult(auc=value, auc_low=low, auc_high=high, candidates=len(rows),
+                   for metric, v in (("judge_auc", value), ("judge_auc_low", low), ("judge_auc_high", high),
+                                     ("judge_pair_accuracy", within), ("judge_pair_count", pairs))
+                   if v is not None])
+    result = JudgeProbeResult(auc=value, auc_low=low, auc_high=high, pair_accuracy=within, pair_count=pairs,
+                              candidates=len(rows),
                               right=sum(bool(r.correct) for r in rows), judge_model_hash=digest)
     if guard:
         result.below_floor = check_judge_quality(cfg, iteration, value)

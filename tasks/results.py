@@ -73,6 +73,8 @@ class JudgeResult(StageResult):
     score_mean: float | None = None
     score_std: float | None = None
     auc: float | None = None  # judge score vs the verifiable answer
+    pair_accuracy: float | None = None  # within a prompt, right scored over wrong (tasks/judge.py)
+    pair_count: int = 0  # the (right, wrong) pairs it is over
     skipped: bool = False  # no judge among the reward signals
 
 
@@ -181,6 +183,8 @@ class JudgeProbeResult(StageResult):
     auc: float | None = None
     auc_low: float | None = None  # its 95% interval (tasks/stats.py: auc_interval)
     auc_high: float | None = None
+    pair_accuracy: float | None = None  # within a prompt, right scored over wrong (tasks/judge.py)
+    pair_count: int = 0
     candidates: int = 0
     right: int = 0  # probe answers the verifier marks right
     judge_model_hash: str = ""

@@ -66,6 +66,10 @@ def test_bootstrap_teaches_the_seed_model_then_the_loop_starts_from_it(tmp_path,
     assert probe == {0, 1}
     by_metric = {e.metric: e.value for e in store.evaluations("boot") if e.split == "probe" and e.iteration == 1}
     assert by_metric["judge_auc_low"] <= by_metric["judge_auc"] <= by_metric["judge_auc_high"]
+    # Within-prompt accuracy, over the probe prompts with a right and a wrong answer (tasks/judge.py).
+    assert by_metric["judge_pair_count"] >= 1 and 0.0 <= by_metric["judge_pair_accuracy"] <= 1.0
+    own = {e.metric for e in store.evaluations("boot") if e.split == "train" and e.iteration == 1}
+    assert "judge_pair_count" in own  # on its own candidates too (0 when none of a prompt's is right)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
     name = client.search_registered_models()[0].name
     assert client.get_model_version_by_alias(name, "bootstrap").version != client.get_model_version_by_alias(
